@@ -1,0 +1,74 @@
+r"""The threshold-guard loss of TGO and its weight schedule.
+
+For each spiking layer l with pre-spike potentials H_l (recorded by
+:func:`tgo.neurons.recording`), threshold V_th and margin delta:
+
+.. math::
+    C_l = \operatorname{mean}_{i,t} \max(0, \delta - |H_{l,i}[t] - V_{th}|)
+    \qquad L = L_{task} + \lambda(\text{progress}) \sum_l C_l
+
+The hinge is zero for neurons at least delta away from the threshold and pushes the
+others away from it, in both directions (units: V_th).
+
+Example:
+    >>> import torch
+    >>> h = [torch.tensor([1.0, 1.2, 2.0])]          # |H - 1| = 0, 0.2, 1.0
+    >>> round(float(threshold_guard_loss(h, v_threshold=1.0, margin=0.5)), 4)  # (0.5+0.3+0)/3
+    0.2667
+    >>> round(LambdaSchedule(0.6)(0.25), 4)   # cosine ramp over the first half: halfway there
+    0.3
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Sequence
+
+import torch
+
+from tgo.config import LambdaSchedule as ScheduleKind
+from tgo.config import as_enum
+
+__all__ = ["LambdaSchedule", "threshold_guard_loss"]
+
+
+def threshold_guard_loss(potentials: Sequence[torch.Tensor], v_threshold: float, margin: float,
+                         squared: bool = False) -> torch.Tensor:
+    """Sum over layers of the mean hinge max(0, margin - |H - V_th|) (squared if asked)."""
+    if not margin > 0:
+        raise ValueError(f"margin: expected delta > 0, got {margin!r}")
+    if len(potentials) == 0:
+        raise ValueError("potentials: expected at least one recorded layer, got none "
+                         "(was the forward pass run inside tgo.neurons.recording?)")
+    total = potentials[0].new_zeros(())
+    for h in potentials:
+        hinge = torch.relu(margin - (h - v_threshold).abs())
+        total = total + (hinge.square() if squared else hinge).mean()
+    return total
+
+
+@dataclasses.dataclass(frozen=True)
+class LambdaSchedule:
+    """lambda as a function of training progress in [0, 1].
+
+    ``cosine``: lambda_max * (1 - cos(pi * progress / ramp_fraction)) / 2 until
+    ``ramp_fraction``, then lambda_max. ``constant``: lambda_max throughout.
+    """
+
+    margin_weight: float
+    ramp_fraction: float = 0.5
+    kind: ScheduleKind | str = ScheduleKind.COSINE
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", as_enum(ScheduleKind, self.kind, "lambda_schedule"))
+        if not self.margin_weight >= 0:
+            raise ValueError(f"margin_weight: expected lambda >= 0, got {self.margin_weight!r}")
+        if not 0 < self.ramp_fraction <= 1:
+            raise ValueError(f"ramp_fraction: expected in (0, 1], got {self.ramp_fraction!r}")
+
+    def __call__(self, progress: float) -> float:
+        if self.kind is ScheduleKind.CONSTANT or progress >= self.ramp_fraction:
+            return float(self.margin_weight)
+        ramp = max(progress, 0.0) / self.ramp_fraction
+        return float(self.margin_weight * (1 - math.cos(math.pi * ramp)) / 2)
