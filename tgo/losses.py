@@ -33,18 +33,41 @@ from tgo.config import as_enum
 __all__ = ["LambdaSchedule", "threshold_guard_loss"]
 
 
+class _GuardHinge(torch.autograd.Function):
+    """mean(max(0, delta - |H - V_th|)^p), p in {1, 2}, with a hand-written backward:
+    d/dH = -p * hinge^(p-1) * sign(H - V_th) / N inside the band, 0 outside."""
+
+    @staticmethod
+    def forward(ctx, h, v_threshold: float, margin: float, squared: bool):
+        distance = h.float() - v_threshold
+        hinge = distance.abs().neg_().add_(margin).clamp_min_(0)
+        ctx.save_for_backward(distance, hinge)
+        ctx.squared, ctx.in_dtype = squared, h.dtype
+        return (hinge.square() if squared else hinge).mean()
+
+    @staticmethod
+    def backward(ctx, grad):
+        distance, hinge = ctx.saved_tensors
+        weight = hinge * 2 if ctx.squared else (hinge > 0).to(hinge.dtype)
+        scale = -grad / distance.numel()
+        return (weight.mul_(distance.sign()).mul_(scale)).to(ctx.in_dtype), None, None, None
+
+
 def threshold_guard_loss(potentials: Sequence[torch.Tensor], v_threshold: float, margin: float,
                          squared: bool = False) -> torch.Tensor:
-    """Sum over layers of the mean hinge max(0, margin - |H - V_th|) (squared if asked)."""
+    """Sum over layers of the mean hinge max(0, margin - |H - V_th|) (squared if asked).
+
+    At |H - V_th| = 0 exactly the gradient is 0 (sign(0)); everywhere else inside the band
+    it pushes H away from V_th.
+    """
     if not margin > 0:
         raise ValueError(f"margin: expected delta > 0, got {margin!r}")
     if len(potentials) == 0:
         raise ValueError("potentials: expected at least one recorded layer, got none "
                          "(was the forward pass run inside tgo.neurons.recording?)")
-    total = potentials[0].new_zeros(())
-    for h in potentials:
-        hinge = torch.relu(margin - (h - v_threshold).abs())
-        total = total + (hinge.square() if squared else hinge).mean()
+    total = _GuardHinge.apply(potentials[0], float(v_threshold), float(margin), bool(squared))
+    for h in potentials[1:]:
+        total = total + _GuardHinge.apply(h, float(v_threshold), float(margin), bool(squared))
     return total
 
 

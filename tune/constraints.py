@@ -153,13 +153,16 @@ def constraints_func(
     """Build an Optuna ``constraints_func(FrozenTrial) -> list[float]``.
 
     The metrics of a trial are its ``user_attrs`` overlaid with its objective values
-    (``trial.values`` in the order of ``objective_names``), so a constraint on a metric
-    that is not an objective needs that metric in the user attributes.
+    (``trial.values`` in the order of ``objective_names``) when those are stored. Optuna
+    calls this function inside ``study.tell`` *before* it stores the values, so whoever
+    tells a trial must first ``trial.set_user_attr(metric, value)`` for every constrained
+    metric; a metric found nowhere counts as infinitely infeasible.
 
     Example:
         >>> import optuna
         >>> t = optuna.trial.create_trial(values=[0.8, 0.3], user_attrs={"spike_rate": 0.1})
-        >>> f = constraints_func([Constraint.parse("clean_acc >= 0.9")], ["clean_acc", "robust_acc"])
+        >>> c = Constraint.parse("clean_acc >= 0.9")
+        >>> f = constraints_func([c], ["clean_acc", "robust_acc"])
         >>> [round(v, 6) for v in f(t)]
         [0.1]
     """

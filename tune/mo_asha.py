@@ -12,7 +12,9 @@ step at or past rung ``k`` it is judged against every trial that already reached
 NSGA-II crowding distance (more isolated first) or by a greedy epsilon-net; the first
 ``max(1, ceil(n / reduction_factor))`` survive and the trial is pruned if it is not among
 them. With fewer than ``min_trials_at_rung`` trials at a rung nothing is pruned. Exact ties
-(equal crowding distance) go to the trials that reached the rung earlier.
+(equal crowding distance) go to the trials that reached the rung earlier. Trials in any
+state count (a pruned trial still reached its rungs) except FAIL: a failed Tune trial that
+is requeued gets a new mirror trial and must not count twice.
 
 Each judgement is written to the trial's system attribute ``"mo_asha:rung_<k>"`` (as Optuna's
 own SuccessiveHalvingPruner does), so the scheduler can tell at which rung and why.

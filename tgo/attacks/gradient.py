@@ -76,26 +76,34 @@ def check_budget(
     _require(isinstance(eps, (int, float)) and not isinstance(eps, bool) and math.isfinite(eps)
              and 0 <= eps <= 1, "eps", "a number in [0, 1] (L-inf radius on [0, 1] pixels)", eps)
     _require(_is_int(steps) and steps >= 1, "steps", "an integer >= 1", steps)
+    # A zero step is accepted only with a zero budget (the default 2.5 * eps / steps).
     _require(step_size is None or (isinstance(step_size, (int, float))
                                    and not isinstance(step_size, bool)
-                                   and math.isfinite(step_size) and step_size > 0),
+                                   and math.isfinite(step_size)
+                                   and (step_size > 0 or step_size == 0 == eps)),
              "step_size", "None or a number > 0", step_size)
     _require(_is_int(restarts) and restarts >= 1, "restarts", "an integer >= 1", restarts)
     _require(_is_int(eot_samples) and eot_samples >= 1, "eot_samples", "an integer >= 1",
              eot_samples)
 
 
+def _describe(t: Any) -> str:
+    if isinstance(t, torch.Tensor):
+        return f"a {t.dtype} tensor of shape {tuple(t.shape)}"
+    return f"a {type(t).__name__}"
+
+
 def _check_inputs(x: Any, y: Any) -> None:
-    _require(isinstance(x, torch.Tensor) and x.is_floating_point() and x.dim() >= 2, "x",
-             "a floating tensor [B, ...] of pixels", type(x).__name__ if not isinstance(
-                 x, torch.Tensor) else f"{x.dtype} tensor of shape {tuple(x.shape)}")
-    _require(isinstance(y, torch.Tensor) and y.dim() == 1 and y.shape[0] == x.shape[0]
-             and not y.is_floating_point(), "y", f"an integer tensor of shape [{x.shape[0]}]",
-             type(y).__name__ if not isinstance(y, torch.Tensor)
-             else f"{y.dtype} tensor of shape {tuple(y.shape)}")
+    if not (isinstance(x, torch.Tensor) and x.is_floating_point() and x.dim() >= 2):
+        raise ValueError(f"x: expected a floating tensor [B, ...] of pixels, got {_describe(x)}")
+    if not (isinstance(y, torch.Tensor) and y.dim() == 1 and y.shape[0] == x.shape[0]
+            and not y.is_floating_point() and y.dtype is not torch.bool):
+        raise ValueError(f"y: expected an integer tensor of shape [{x.shape[0]}], "
+                         f"got {_describe(y)}")
     if x.numel():
         lo, hi = float(x.min()), float(x.max())
-        _require(lo >= 0 and hi <= 1, "x", "pixels in [0, 1]", f"values in [{lo:g}, {hi:g}]")
+        if lo < 0 or hi > 1:
+            raise ValueError(f"x: expected pixels in [0, 1], got values in [{lo:g}, {hi:g}]")
 
 
 def per_example_loss(logits: torch.Tensor, y: torch.Tensor, loss: Loss | str = Loss.CE
@@ -118,6 +126,11 @@ def _attack_context(model: nn.Module) -> Iterator[nn.Module]:
     """Eval mode, reset neurons, and autograd on (even inside no_grad / inference_mode)."""
     with eval_mode(model), torch.inference_mode(False), torch.enable_grad():
         yield as_stateless(model)
+
+
+def _normal(t: torch.Tensor) -> torch.Tensor:
+    """A tensor autograd may save (inference-mode tensors are cloned), detached."""
+    return t.clone() if t.is_inference() else t.detach()
 
 
 def _draws_per_forward(batch: int, eot_samples: int, max_batch: int | None) -> int:
@@ -194,7 +207,7 @@ def eot_gradient(
     _check_inputs(x, y)
     loss = as_enum(Loss, loss, "loss")
     with _attack_context(model) as net:
-        grad, _ = _eot_grad(net, x, y, eot_samples, loss, max_batch)
+        grad, _ = _eot_grad(net, _normal(x), _normal(y), eot_samples, loss, max_batch)
     return grad
 
 
@@ -231,8 +244,8 @@ def fgsm(
     check_budget(eps=eps, eot_samples=eot_samples)
     _check_inputs(x, y)
     loss = as_enum(Loss, loss, "loss")
-    x = x.detach()
     with _attack_context(model) as net:
+        x, y = _normal(x), _normal(y)
         grad, _ = _eot_grad(net, x, y, eot_samples, loss, max_batch)
         return _project(_ascend(x, grad, float(eps)), x, float(eps)).detach()
 
@@ -298,10 +311,10 @@ def pgd(
     loss = as_enum(Loss, loss, "loss")
     eps = float(eps)
     step = 2.5 * eps / steps if step_size is None else float(step_size)
-    x = x.detach()
     run = dict(eps=eps, steps=steps, step_size=step, random_start=random_start,
                eot_samples=eot_samples, loss=loss, max_batch=max_batch, generator=generator)
     with _attack_context(model) as net:
+        x, y = _normal(x), _normal(y)
         best = _pgd_once(net, x, y, **run)
         if restarts == 1:
             return best.detach()

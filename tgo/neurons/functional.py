@@ -45,59 +45,68 @@ class LIFParams:
 
 
 class _NoisyLIF(torch.autograd.Function):
+    """Forward and backward of T steps written out.
+
+    Per step the forward runs three kernels (charge, compare, reset) into preallocated
+    [T, ...] buffers; the backward evaluates the surrogate and the reset derivative for
+    all T at once and loops over time only for the two-kernel recurrence. This is what
+    keeps the noisy neuron, which must also draw T x N Gaussians, close to the cost of
+    spikingjelly's LIFNode.
+    """
+
     @staticmethod
     def forward(ctx, x_seq, v, noise, p: LIFParams):
         dtype = x_seq.dtype
         x_seq = x_seq.float()
         v = v.float()
-        reset_value = 0.0 if p.v_reset is None else p.v_reset
-        spikes, charged = [], []
-        for t in range(x_seq.shape[0]):
-            x = x_seq[t]
+        steps = x_seq.shape[0]
+        h_seq = torch.empty_like(x_seq, memory_format=torch.contiguous_format)
+        fired = torch.empty(x_seq.shape, dtype=torch.bool, device=x_seq.device)
+        # Fire when H + xi >= V_th, i.e. H >= V_th - xi (a per-element threshold).
+        threshold = p.v_threshold if noise is None else torch.sub(p.v_threshold, noise)
+        for t in range(steps):
+            drive = torch.sub(x_seq[t], v if p.v_reset in (None, 0.0) else v - p.v_reset)
             if p.decay_input:
-                h = v + (x - (v - reset_value)) / p.tau
+                drive.div_(p.tau)
+                h = torch.add(v, drive, out=h_seq[t])
             else:
-                h = v - (v - reset_value) / p.tau + x
-            drive = h if noise is None else h + noise[t]
-            spike = (drive >= p.v_threshold).to(torch.float32)
+                h = torch.sub(v, (v if p.v_reset in (None, 0.0) else v - p.v_reset) / p.tau,
+                              out=h_seq[t]).add_(x_seq[t])
+            spike = torch.ge(h, threshold if noise is None else threshold[t], out=fired[t])
             if p.v_reset is None:
-                v = h - spike * p.v_threshold
+                v = torch.where(spike, h - p.v_threshold, h)
             else:
-                v = spike * p.v_reset + (1 - spike) * h
-            spikes.append(spike)
-            charged.append(h)
-        spike_seq = torch.stack(spikes)
-        h_seq = torch.stack(charged)
-        ctx.save_for_backward(h_seq, spike_seq)
+                v = h.masked_fill(spike, p.v_reset)
+        ctx.save_for_backward(h_seq, fired)
         ctx.params = p
         ctx.in_dtype = dtype
-        return spike_seq.to(dtype), h_seq, v
+        return fired.to(dtype), h_seq, v
 
     @staticmethod
     def backward(ctx, g_spike, g_h, g_v):
-        h_seq, spike_seq = ctx.saved_tensors
+        h_seq, fired = ctx.saved_tensors
         p: LIFParams = ctx.params
-        steps = h_seq.shape[0]
-        gx = torch.empty_like(h_seq)
+        sg = surrogate_gradient(h_seq - p.v_threshold, p.surrogate, p.alpha)
+        if p.v_reset is None:
+            dv_dh = None if p.detach_reset else torch.mul(sg, -p.v_threshold).add_(1.0)
+        else:
+            dv_dh = (~fired).to(torch.float32)
+            if not p.detach_reset:
+                dv_dh.addcmul_(torch.sub(p.v_reset, h_seq), sg)
+        # Direct gradient into H[t]: through the spike and from the recorded H.
+        direct = torch.zeros_like(h_seq) if g_spike is None else g_spike.float() * sg
+        if g_h is not None:
+            direct.add_(g_h)
+        gh = direct  # filled in place, last step first
         carry = g_v.float() if g_v is not None else torch.zeros_like(h_seq[0])
         keep = 1.0 - 1.0 / p.tau
-        in_scale = 1.0 / p.tau if p.decay_input else 1.0
-        for t in range(steps - 1, -1, -1):
-            h = h_seq[t]
-            sg = surrogate_gradient(h - p.v_threshold, p.surrogate, p.alpha)
-            if p.v_reset is None:
-                dv_dh = 1.0 if p.detach_reset else 1.0 - p.v_threshold * sg
+        for t in range(h_seq.shape[0] - 1, -1, -1):
+            if dv_dh is None:
+                gh[t].add_(carry)
             else:
-                dv_dh = 1.0 - spike_seq[t]
-                if not p.detach_reset:
-                    dv_dh = dv_dh + (p.v_reset - h) * sg
-            gh = carry * dv_dh
-            if g_spike is not None:
-                gh = gh + g_spike[t].float() * sg
-            if g_h is not None:
-                gh = gh + g_h[t]
-            gx[t] = gh * in_scale
-            carry = gh * keep
+                gh[t].addcmul_(carry, dv_dh[t])
+            carry = gh[t] * keep
+        gx = gh.div_(p.tau) if p.decay_input else gh
         return gx.to(ctx.in_dtype), carry, None, None
 
 

@@ -88,9 +88,8 @@ class NoisyLIFNode(neuron.LIFNode):
     def _draw_noise(self, like: torch.Tensor) -> torch.Tensor | None:
         if not self.noise_active:
             return None
-        noise = torch.randn(like.shape, generator=self.generator, device=like.device,
-                            dtype=torch.float32)
-        return noise.mul_(self.noise_scale)
+        return torch.normal(0.0, self.noise_scale, like.shape, generator=self.generator,
+                            device=like.device, dtype=torch.float32)
 
     def _run(self, x_seq: torch.Tensor) -> torch.Tensor:
         (v,) = self.materialize_states((x_seq,), (self.v,), "m")

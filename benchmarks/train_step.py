@@ -1,0 +1,96 @@
+"""Cost of TGO in one training step: noisy neurons + recording + guard loss vs plain LIF.
+
+Usage:
+    python benchmarks/train_step.py                    # digits_cnn and vgg11, T = 4, CPU
+    python benchmarks/train_step.py --models digits_cnn --steps 50 --device cuda
+
+For each model the two variants (spikingjelly's ``LIFNode`` with cross-entropy only, and
+``NoisyLIFNode`` with sigma > 0, H recorded, guard loss added) are timed interleaved in
+one run, step by step, so machine noise hits both alike. Prints the median step time of
+each and their ratio (target: TGO / plain <= 1.25).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+from spikingjelly.activation_based import neuron
+
+from tgo.losses import threshold_guard_loss
+from tgo.models import INPUT_SHAPES, NeuronSettings, build
+from tgo.neurons import recording
+
+BATCH = {"digits_cnn": 64, "mnist_cnn": 64, "vgg11": 16, "wrn16": 16}
+
+
+def make_step(model_name: str, tgo: bool, timesteps: int, device: torch.device, batch: int):
+    shape = INPUT_SHAPES[model_name]
+    if tgo:
+        model = build(model_name, 10, timesteps, [0.5] * shape[0], [0.25] * shape[0],
+                      NeuronSettings(noise_scale=0.2))
+    else:
+        model = build(model_name, 10, timesteps, [0.5] * shape[0], [0.25] * shape[0],
+                      neuron_factory=lambda: neuron.LIFNode(step_mode="m"))
+    model.to(device).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x = torch.rand(batch, *shape, device=device)
+    y = torch.randint(0, 10, (batch,), device=device)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        if tgo:
+            with recording(model) as potentials:
+                loss = F.cross_entropy(model(x), y)
+            loss = loss + 0.5 * threshold_guard_loss(potentials, 1.0, 0.5)
+        else:
+            loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def timed(step, device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="digits_cnn,vgg11")
+    parser.add_argument("--timesteps", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=30, help="timed steps per variant")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    print(f"device={device} T={args.timesteps} threads={torch.get_num_threads()}")
+    print(f"{'model':<12}{'batch':>6}{'plain ms':>10}{'TGO ms':>10}{'TGO/plain':>11}"
+          f"{'plain img/s':>13}{'TGO img/s':>11}")
+    for name in args.models.split(","):
+        batch = BATCH[name]
+        plain = make_step(name, False, args.timesteps, device, batch)
+        tgo = make_step(name, True, args.timesteps, device, batch)
+        for _ in range(args.warmup):
+            plain(), tgo()
+        times = {"plain": [], "tgo": []}
+        for _ in range(args.steps):
+            times["plain"].append(timed(plain, device))
+            times["tgo"].append(timed(tgo, device))
+        p, t = statistics.median(times["plain"]), statistics.median(times["tgo"])
+        print(f"{name:<12}{batch:>6}{p * 1e3:>10.2f}{t * 1e3:>10.2f}{t / p:>11.3f}"
+              f"{batch / p:>13.0f}{batch / t:>11.0f}")
+
+
+if __name__ == "__main__":
+    main()

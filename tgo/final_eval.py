@@ -1,0 +1,81 @@
+"""The held-out test evaluation that produces a run's objectives.
+
+Example:
+    >>> settings = EvalSettings(attack="pgd", eps=0.1, steps=20)
+    >>> settings.eot_for(noise_scale=0.2, noise_at_eval=True)
+    8
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+from torch.utils.data import Subset
+
+from tgo.config import Attack, TrainConfig, as_enum
+from tgo.data import DataSplits
+from tgo.diagnostics import firing_rate, near_threshold_fraction
+from tgo.evaluate import robustness
+from tgo.neurons import recording
+
+__all__ = ["EvalSettings", "final_evaluation"]
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalSettings:
+    """Attack of the final evaluation (L-inf on [0, 1] pixels).
+
+    ``eot_samples=None`` means 8 for a model with noise on at evaluation, else 1.
+    ``max_examples`` caps the test examples attacked (None: the whole test split).
+    """
+
+    attack: Attack | str = Attack.PGD
+    eps: float = 0.1
+    steps: int = 20
+    step_size: float | None = None
+    restarts: int = 1
+    eot_samples: int | None = None
+    max_examples: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "attack", as_enum(Attack, self.attack, "attack"))
+        if not 0 <= self.eps <= 1:
+            raise ValueError(f"eps: expected in [0, 1], got {self.eps!r}")
+        for name in ("steps", "restarts"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: expected >= 1, got {getattr(self, name)!r}")
+        if self.eot_samples is not None and self.eot_samples < 1:
+            raise ValueError(f"eot_samples: expected >= 1 or None, got {self.eot_samples!r}")
+        if self.max_examples is not None and self.max_examples < 1:
+            raise ValueError(f"max_examples: expected >= 1 or None, got {self.max_examples!r}")
+
+    def eot_for(self, noise_scale: float, noise_at_eval: bool) -> int:
+        if self.eot_samples is not None:
+            return self.eot_samples
+        return 8 if noise_scale > 0 and noise_at_eval else 1
+
+
+def final_evaluation(model: torch.nn.Module, config: TrainConfig, splits: DataSplits,
+                     settings: EvalSettings, generator: torch.Generator | None = None
+                     ) -> dict[str, Any]:
+    """Objectives on the test split: ``clean_acc``, ``robust_acc`` (with the ``eval_*``
+    keys describing the attack), ``spike_rate`` and ``near_threshold``."""
+    test = splits.test
+    if settings.max_examples is not None and settings.max_examples < len(test):
+        test = Subset(test, range(settings.max_examples))
+    device = next(model.parameters()).device
+    model.eval()
+    result = robustness(model, test, attack=settings.attack, eps=settings.eps,
+                        steps=settings.steps, step_size=settings.step_size,
+                        restarts=settings.restarts,
+                        eot_samples=settings.eot_for(config.noise_scale, config.noise_at_eval),
+                        device=device, generator=generator)
+    x = torch.stack([test[i][0] for i in range(min(len(test), 512))]).to(device)
+    with torch.no_grad(), recording(model) as potentials:
+        rate = firing_rate(model, x)
+    return {**result.as_metrics(), "spike_rate": rate,
+            "near_threshold": near_threshold_fraction(potentials, config.v_threshold,
+                                                      config.margin),
+            "eval_description": result.describe()}

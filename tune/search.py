@@ -1,0 +1,269 @@
+"""Ray's ``OptunaSearch`` made aware of pruning, failed trials and constraints.
+
+Plain ``OptunaSearch`` tells its study ``COMPLETE`` with whatever the last result held, so
+a multi-objective trial stopped early lands on the Pareto front with its early values, and
+it reads the objectives from every per-epoch result. :class:`PruneAwareOptunaSearch` tells
+the sampler's study exactly one of:
+
+* ``PRUNED`` -- the :class:`~tune.pruning.OptunaPruningScheduler` stopped the trial;
+* ``COMPLETE`` with the objective values -- the final result has ``done_training`` and
+  every objective is a finite number;
+* ``FAIL`` -- the trial errored, or ended any other way (no ``done_training``, an objective
+  missing, NaN or infinite).
+
+Constraints. Samplers read ``trial.constraints`` (system attributes). Optuna 5 sets them
+either with ``Trial.set_constraint`` -- pass ``constraints=ResultConstraints(...)`` here and
+the searcher sets them from the last result before telling COMPLETE or PRUNED -- or, the
+form deprecated in Optuna 5, with a sampler's ``constraints_func``, which Optuna calls inside
+``study.tell`` (``sampler.after_trial``) on the trial as it was *before* the tell, so it
+cannot see the values passed to ``tell``. For that form the numeric entries of the last
+result are stored beforehand as the user attribute ``"tune_result"`` (read by
+:class:`ResultConstraints`, a picklable ``constraints_func``), and a COMPLETE trial also
+gets one top-level user attribute per metric of ``attr_keys`` (by default the four
+objective names of docs/CONTRACTS.md), which is what ``tune.constraints.constraints_func``
+reads.
+
+Per-epoch results do not carry the objectives, so the searcher's ``metric`` property is
+``None``: Tune would otherwise demand the objectives in every per-epoch result (and
+``ConcurrencyLimiter`` insists that metric and mode have the same type). The objectives are
+in :attr:`PruneAwareOptunaSearch.objectives`. Multi-objective
+``metric``/``mode`` lists go here, never into ``TuneConfig``.
+
+Example:
+    >>> import optuna
+    >>> from tune.mo_asha import MOASHAPruner
+    >>> from tune.pruning import OptunaPruningScheduler
+    >>> sched = OptunaPruningScheduler(MOASHAPruner(), ["val_clean_acc", "val_spike_rate"],
+    ...                                ["max", "min"])
+    >>> search = PruneAwareOptunaSearch(
+    ...     metric=["clean_acc", "spike_rate"], mode=["max", "min"],
+    ...     sampler=optuna.samplers.NSGAIISampler(seed=0), scheduler=sched,
+    ...     constraints=ResultConstraints(upper={"spike_rate": 0.3}))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from typing import Any, Mapping, Sequence
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+from ray import cloudpickle
+from ray.tune.search.optuna import OptunaSearch
+
+from tune.pruning import OptunaPruningScheduler
+
+__all__ = ["CONTRACT_METRICS", "RESULT_ATTR", "PruneAwareOptunaSearch", "ResultConstraints"]
+
+_log = logging.getLogger(__name__)
+
+RESULT_ATTR = "tune_result"
+"""User attribute holding the numeric entries of the trial's last Tune result."""
+
+CONTRACT_METRICS = ("clean_acc", "robust_acc", "spike_rate", "near_threshold")
+"""Final-result metrics copied to top-level user attributes of a COMPLETE trial by default."""
+
+_FORMAT_KEY = "_prune_aware_format"
+_FORMAT = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class ResultConstraints:
+    """An Optuna ``constraints_func`` built from bounds on result keys (feasible when <= 0).
+
+    Each bound on key ``X`` reads ``X`` from the trial's ``"tune_result"`` attribute, or its
+    per-epoch stand-in ``val_X`` for a pruned trial; a trial with neither (or NaN) gets
+    ``inf`` (infeasible).
+
+    Attributes:
+        upper: key -> largest allowed value (constraint ``value - bound``).
+        lower: key -> smallest allowed value (constraint ``bound - value``).
+
+    Example:
+        >>> c = ResultConstraints(upper={"spike_rate": 0.2}, lower={"clean_acc": 0.5})
+        >>> t = optuna.trial.create_trial(values=[0.9], user_attrs={
+        ...     "tune_result": {"spike_rate": 0.25, "clean_acc": 0.9}})
+        >>> [round(v, 2) for v in c(t)]
+        [0.05, -0.4]
+    """
+
+    upper: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    lower: Mapping[str, float] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for field in ("upper", "lower"):
+            for key, bound in getattr(self, field).items():
+                if isinstance(bound, bool) or not isinstance(bound, (int, float)) \
+                        or not math.isfinite(bound):
+                    raise ValueError(f"ResultConstraints.{field}[{key!r}]: expected a finite "
+                                     f"number, got {bound!r}")
+        if not self.upper and not self.lower:
+            raise ValueError("ResultConstraints: expected at least one bound, got none")
+
+    def evaluate(self, result: Mapping[str, Any]) -> dict[str, float]:
+        """Named constraint values (``"upper:<key>"``, ``"lower:<key>"``) of one result."""
+        def value(key: str) -> float:
+            v = result.get(key, result.get(f"val_{key}"))
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            return float(v) if ok else math.nan
+
+        out = {f"upper:{k}": value(k) - b for k, b in self.upper.items()}
+        out.update({f"lower:{k}": b - value(k) for k, b in self.lower.items()})
+        return {k: math.inf if math.isnan(v) else v for k, v in out.items()}
+
+    def __call__(self, trial: FrozenTrial) -> list[float]:
+        """The legacy ``constraints_func`` form: values from the ``"tune_result"`` attr."""
+        return list(self.evaluate(trial.user_attrs.get(RESULT_ATTR) or {}).values())
+
+
+def _numeric(result: Mapping[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in result.items()
+            if isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+class PruneAwareOptunaSearch(OptunaSearch):
+    """``OptunaSearch`` that tells the sampler PRUNED / FAIL / COMPLETE correctly.
+
+    Args:
+        space, points_to_evaluate, sampler, study_name, storage, seed, evaluated_rewards:
+            as for :class:`ray.tune.search.optuna.OptunaSearch`.
+        metric: the objective key(s) of the final result, e.g. ``["clean_acc",
+            "robust_acc"]``.
+        mode: ``"max"``/``"min"`` per objective.
+        scheduler: the pruning scheduler whose :meth:`~OptunaPruningScheduler.is_pruned`
+            marks trials PRUNED; its state is saved and restored with this searcher (Tune
+            saves no scheduler). Without one, trials stopped early are told FAIL.
+        constraints: set as ``Trial.set_constraint`` values before a COMPLETE or PRUNED
+            tell (feasible when all <= 0).
+        attr_keys: final-result metrics stored as top-level user attributes of a COMPLETE
+            trial (with the objectives), for a sampler's ``constraints_func``.
+
+    Example:
+        >>> search = PruneAwareOptunaSearch(metric="clean_acc", mode="max")
+        >>> search.objectives, search.metric
+        (['clean_acc'], None)
+    """
+
+    def __init__(self, space: Any = None, metric: str | list[str] | None = None,
+                 mode: str | list[str] | None = None, points_to_evaluate: list | None = None,
+                 sampler: optuna.samplers.BaseSampler | None = None,
+                 study_name: str | None = None, storage: Any = None, seed: int | None = None,
+                 evaluated_rewards: list | None = None, *,
+                 scheduler: OptunaPruningScheduler | None = None,
+                 constraints: ResultConstraints | None = None,
+                 attr_keys: Sequence[str] = CONTRACT_METRICS) -> None:
+        if constraints is not None and not isinstance(constraints, ResultConstraints):
+            raise ValueError(f"constraints: expected a ResultConstraints or None, "
+                             f"got {constraints!r}")
+        if scheduler is not None and not isinstance(scheduler, OptunaPruningScheduler):
+            raise ValueError(f"scheduler: expected an OptunaPruningScheduler or None, "
+                             f"got {scheduler!r}")
+        if isinstance(metric, list) != isinstance(mode, list) or (
+                isinstance(metric, list) and len(metric) != len(mode)):
+            raise ValueError(f"mode: expected one mode per metric {metric!r}, got {mode!r}")
+        super().__init__(space=space, metric=metric, mode=mode,
+                         points_to_evaluate=points_to_evaluate, sampler=sampler,
+                         study_name=study_name, storage=storage, seed=seed,
+                         evaluated_rewards=evaluated_rewards)
+        self._scheduler = scheduler
+        self._constraints = constraints
+        self._attr_keys = tuple(attr_keys)
+
+    @property
+    def metric(self) -> None:
+        """None, so Tune does not demand the objectives in every per-epoch result."""
+        return None
+
+    @property
+    def objectives(self) -> list[str]:
+        """The objective keys read from a trial's final result."""
+        if self._metric is None:
+            return []
+        return list(self._metric) if isinstance(self._metric, list) else [self._metric]
+
+    @property
+    def study(self) -> optuna.study.Study | None:
+        """The sampler's Optuna study."""
+        return self._ot_study
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        """Ignored: pruning lives in the scheduler, the sampler needs final values only."""
+
+    def _verdict(self, trial_id: str, result: Mapping[str, Any] | None,
+                 error: bool) -> tuple[TrialState, list[float] | None, str]:
+        if self._scheduler is not None and self._scheduler.is_pruned(trial_id):
+            return TrialState.PRUNED, None, self._scheduler.pruned[trial_id].reason
+        if error:
+            return TrialState.FAIL, None, "trial errored"
+        if not result or not result.get("done_training"):
+            return TrialState.FAIL, None, "ended without done_training"
+        values = []
+        for key in self.objectives:
+            v = result.get(key)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                return TrialState.FAIL, None, f"objective {key!r} missing or not finite: {v!r}"
+            values.append(float(v))
+        return TrialState.COMPLETE, values, "done_training"
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None,
+                          error: bool = False) -> None:
+        """Tell the sampler's study PRUNED, FAIL or COMPLETE -- once per trial."""
+        if trial_id in self._completed_trials:
+            return
+        ot_trial = self._ot_trials.get(trial_id)
+        if ot_trial is None:
+            _log.warning("No Optuna trial for Ray trial %s; nothing to tell.", trial_id)
+            return
+        state, values, reason = self._verdict(trial_id, result, error)
+        ot_trial.set_user_attr("ray_trial_id", trial_id)
+        ot_trial.set_user_attr("tell_reason", reason)
+        numeric = _numeric(result or {})
+        ot_trial.set_user_attr(RESULT_ATTR, numeric)
+        if state == TrialState.COMPLETE:
+            for key in dict.fromkeys(self.objectives + list(self._attr_keys)):
+                if key in numeric and math.isfinite(numeric[key]):
+                    ot_trial.set_user_attr(key, numeric[key])
+        if self._constraints is not None and state != TrialState.FAIL:
+            for key, value in self._constraints.evaluate(numeric).items():
+                ot_trial.set_constraint(key, value)
+        self._completed_trials.add(trial_id)
+        try:
+            self._ot_study.tell(ot_trial, values, state=state)
+        except Exception as exc:  # e.g. a constraints_func raising; the state is still set
+            _log.warning("Telling Optuna trial %d (%s) failed: %r", ot_trial.number,
+                         state.name, exc)
+
+    # ------------------------------------------------------------------ persistence
+
+    def save(self, checkpoint_path: str) -> None:
+        """Pickle the searcher (cloudpickle: samplers may hold lambdas) and the scheduler."""
+        state = self.__dict__.copy()
+        scheduler = state.pop("_scheduler")
+        state["_scheduler_state"] = scheduler.state_dict() if scheduler is not None else None
+        state[_FORMAT_KEY] = _FORMAT
+        with open(checkpoint_path, "wb") as f:
+            cloudpickle.dump(state, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        """Load a :meth:`save` checkpoint into this object, keeping its live scheduler.
+
+        The class, sampler, study and pruning records all come back; the scheduler passed
+        to this searcher (the one Tune runs) is rebuilt in place from the saved records.
+        """
+        with open(checkpoint_path, "rb") as f:
+            state = cloudpickle.load(f)
+        if not isinstance(state, dict) or state.get(_FORMAT_KEY) != _FORMAT:
+            raise ValueError(f"checkpoint_path: expected a PruneAwareOptunaSearch checkpoint, "
+                             f"got {type(state).__name__} without {_FORMAT_KEY}={_FORMAT} "
+                             f"({checkpoint_path})")
+        state.pop(_FORMAT_KEY)
+        scheduler_state = state.pop("_scheduler_state", None)
+        self.__dict__.update(state)
+        if scheduler_state is not None:
+            if self._scheduler is None:
+                _log.warning("Checkpoint holds pruning records but this searcher has no "
+                             "scheduler; they are dropped.")
+            else:
+                self._scheduler.load_state_dict(scheduler_state)

@@ -1,0 +1,66 @@
+"""The Ray Tune trainable: one trial = ``tgo.train.fit`` + the final test evaluation.
+
+Every epoch is reported with ``ray.tune.report(metrics, checkpoint=...)`` (in Ray 2.60
+``ray.train.report`` fails inside Tune). A retried or resumed trial continues from its
+last checkpoint. Only the last result of a trial that trained every epoch holds the
+objectives (``clean_acc``, ``robust_acc``, ...) and ``done_training = True``; see
+docs/CONTRACTS.md.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from ray import tune as raytune
+
+from tgo.final_eval import EvalSettings, final_evaluation
+from tgo.train import TrainState, fit
+from tune.spec import SweepSpec
+
+__all__ = ["make_trainable", "run_trial"]
+
+#: Result key holding the trial's full TrainConfig (a dict), for the MLflow child run.
+CONFIG_KEY = "train_config"
+
+
+def _report(metrics: Mapping[str, Any], state: TrainState) -> None:
+    with tempfile.TemporaryDirectory(prefix="tgo-ckpt-") as folder:
+        state.save(folder)
+        raytune.report(dict(metrics), checkpoint=raytune.Checkpoint.from_directory(folder))
+
+
+def run_trial(params: dict[str, Any], spec: SweepSpec) -> None:
+    """Train one configuration of ``spec`` and report each epoch to Ray Tune."""
+    cpus = max(1, int(spec.resources.cpu))
+    torch.set_num_threads(cpus)
+    config = spec.train_config(params)
+    settings = EvalSettings(**spec.evaluation.model_dump())
+    resume_from = None
+    checkpoint = raytune.get_checkpoint()
+    if checkpoint is not None:
+        resume_from = Path(checkpoint.to_directory()) / "checkpoint.pt"
+
+    def report(metrics: dict[str, float], state: TrainState) -> None:
+        result: dict[str, Any] = {**metrics, CONFIG_KEY: config.to_dict()}
+        if state.epoch == config.epochs:
+            final = final_evaluation(state.model, config, state.splits, settings,
+                                     generator=state.noise_rng)
+            result.update(final, done_training=True)
+        _report(result, state)
+
+    result = fit(config, report, resume_from=resume_from)
+    if not result.history:  # resumed after the last epoch's checkpoint: evaluate and report
+        final = final_evaluation(result.model, config, result.splits, settings,
+                                 generator=result.state.noise_rng)
+        _report({"epoch": config.epochs, CONFIG_KEY: config.to_dict(), **final,
+                 "done_training": True}, result.state)
+
+
+def make_trainable(spec: SweepSpec):
+    """The trainable for ``raytune.Tuner``, with the spec bound and resources set."""
+    trainable = raytune.with_parameters(run_trial, spec=spec)
+    return raytune.with_resources(trainable, {"cpu": spec.resources.cpu,
+                                              "gpu": spec.resources.gpu})
