@@ -29,6 +29,9 @@ from mlflow import MlflowClient
 from tune.pareto import Objective, hypervolume
 from tune.tracking import SweepTracker, TrackingUnavailable, check_reachable
 
+# MLflow's own SQLAlchemy models trigger this; nothing of ours.
+pytestmark = pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy")
+
 OBJS = [Objective("robust_acc", "max"), Objective("spike_rate", "min")]
 SPEC = {"name": "quick", "space": {"margin_weight": {"low": 0.0, "high": 1.0, "log": False},
                                    "timesteps": {"choices": [2, 4]}},
@@ -40,16 +43,23 @@ def _quiet_mlflow(monkeypatch):
     monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
+@pytest.fixture(scope="module")
+def _database(tmp_path_factory):
+    """One SQLite store for the module: creating its tables costs seconds."""
+    return f"sqlite:///{tmp_path_factory.mktemp('store')}/mlflow.db"
+
+
 @pytest.fixture
-def store(tmp_path):
-    """(tracking URI, artifact root) of a fresh SQLite store."""
-    return f"sqlite:///{tmp_path}/mlflow.db", (tmp_path / "artifacts").as_uri()
+def store(_database, tmp_path, request):
+    """(tracking URI, artifact root, experiment): an experiment of its own per test."""
+    return _database, (tmp_path / "artifacts").as_uri(), request.node.name
 
 
 def _tracker(store, **kw) -> SweepTracker:
-    uri, artifacts = store
-    args = dict(experiment="tgo", sweep_name="quick", spec_hash="hash1", spec_dict=SPEC,
-                git_commit="abc123", objectives=OBJS, artifact_location=artifacts)
+    uri, artifacts, *experiment = store
+    args = dict(experiment=experiment[0] if experiment else "tgo", sweep_name="quick",
+                spec_hash="hash1", spec_dict=SPEC, git_commit="abc123", objectives=OBJS,
+                artifact_location=artifacts)
     args.update(kw)
     return SweepTracker(uri, **args)
 
@@ -340,6 +350,19 @@ def test_resumed_sweep_reuses_its_parent(store):
     assert _tracker(store).start() != parent  # a finished sweep is not resumed
 
 
+def test_tracker_pickles_without_its_client_and_reconnects(store):
+    import pickle
+
+    tracker = _tracker(store)
+    parent = tracker.start()
+    run = tracker.child_run("aa_00000", {"margin_weight": 0.1})
+    copy = pickle.loads(pickle.dumps(tracker))
+    assert copy.parent_run_id == parent
+    with pytest.raises(RuntimeError, match="start"):
+        copy.child_run("aa_00000", {})
+    assert copy.start() == parent and copy.child_run("aa_00000", {}) == run
+
+
 def test_bad_arguments_name_the_field(store):
     with pytest.raises(ValueError, match="objectives"):
         _tracker(store, objectives=[])
@@ -552,3 +575,14 @@ def test_callback_drives_a_real_tuner(store, tmp_path, monkeypatch):
     loaded = mlflow.pytorch.load_model(f"runs:/{a.info.run_id}/model")
     x = torch.randn(4, 3)
     assert torch.equal(loaded(x), _load_tiny(a.data.tags["tgo.checkpoint"])(x))
+
+
+def test_docstring_examples():
+    import doctest
+
+    import tune.front_models
+    import tune.mlflow_callback
+    import tune.tracking
+
+    for module in (tune.tracking, tune.front_models, tune.mlflow_callback):
+        assert doctest.testmod(module).failed == 0, module.__name__

@@ -9,8 +9,9 @@ rebuilt from its last checkpoint by ``load_model``.
 
 Example:
     >>> callback = MlflowSweepCallback(tracker, pruned_lookup=scheduler.pruned.get,
-    ...                                load_model=tgo.checkpoint.load_model)
+    ...                                load_model=tgo.checkpoint.load_model)  # doctest: +SKIP
     >>> raytune.Tuner(trainable, run_config=raytune.RunConfig(callbacks=[callback]))
+    ... # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -15,12 +15,12 @@ place a buffering layer has to wrap.
 
 Example:
     >>> tracker = SweepTracker("sqlite:///runs/mlflow.db", "tgo", "digits-quick", "ab12",
-    ...                        spec, objectives=[Objective("robust_acc", "max")])
-    >>> parent = tracker.start()
-    >>> child = tracker.child_run("3a1b_00000", {"margin_weight": 0.42, "timesteps": 4})
-    >>> tracker.log_epoch(child, {"val_robust_acc": 0.31}, epoch=1)
-    >>> tracker.finish_trial(child, {"robust_acc": 0.35, "eval_attack": "pgd"}, "finished")
-    >>> front = tracker.update_front(tracker.finished_records())
+    ...                        {"space": {}}, objectives=[Objective("robust_acc", "max")])
+    >>> parent = tracker.start()                                          # doctest: +SKIP
+    >>> child = tracker.child_run("3a1b_00000", {"margin_weight": 0.42})  # doctest: +SKIP
+    >>> tracker.log_epoch(child, {"val_robust_acc": 0.31}, epoch=1)       # doctest: +SKIP
+    >>> tracker.finish_trial(child, {"robust_acc": 0.35}, "finished")     # doctest: +SKIP
+    >>> front = tracker.update_front(tracker.finished_records())          # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import enum
 import json
-import logging
 import math
 import numbers
 import os
@@ -47,7 +46,6 @@ from tune.pareto import Objective, hypervolume, pareto_ranks
 
 __all__ = ["SweepTracker", "TrackingUnavailable", "TrialOutcome", "check_reachable"]
 
-_log = logging.getLogger(__name__)
 
 # MLflow's limits (mlflow.utils.validation); copied so this module imports without mlflow.
 _MAX_PARAM_VALUE = 6000
@@ -282,7 +280,7 @@ class SweepTracker:
         >>> tracker = SweepTracker("sqlite:///runs/mlflow.db", "tgo", "quick", "ab12", {},
         ...                        objectives=[("robust_acc", "max"), ("spike_rate", "min")])
         >>> tracker.start()   # doctest: +SKIP
-        '6f1c...'
+        '6f1c0d...'
     """
 
     def __init__(self, tracking_uri: str, experiment: str, sweep_name: str, spec_hash: str,
@@ -313,6 +311,13 @@ class SweepTracker:
         self._children: dict[str, str] = {}        # trial id -> child run id
         self._params: dict[str, set[str]] = {}     # run id -> param keys already logged
         self._front_tags: dict[str, tuple[str, str]] = {}  # run id -> (pareto, pareto_rank)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle without the client and caches (Ray pickles callbacks into tuner.pkl);
+        :meth:`start` after unpickling reconnects to the same parent run."""
+        state = self.__dict__.copy()
+        state.update(_client=None, _children={}, _params={}, _front_tags={})
+        return state
 
     # -- plumbing
 

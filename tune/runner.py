@@ -1,0 +1,213 @@
+"""Run a sweep: Ray Tune runs the trials, Optuna samples and prunes, MLflow records.
+
+``run_sweep(spec)`` starts (or joins) Ray, checks that the cluster can hold one trial and
+that MLflow answers, and then runs a ``raytune.Tuner`` whose
+
+* trainable is :func:`tune.trainable.run_trial` (``tgo.train.fit`` + final evaluation);
+* searcher is :class:`tune.search.PruneAwareOptunaSearch` with the spec's multi-objective
+  sampler and constraints;
+* scheduler is :class:`tune.pruning.OptunaPruningScheduler` with the spec's pruner;
+* callbacks log every trial to MLflow (:class:`tune.mlflow_callback.MlflowSweepCallback`)
+  and print one line per finished trial.
+
+The spec is saved next to Ray's results (``<storage_path>/<name>/sweep_spec.yaml``), so
+``resume_sweep(path)`` can pick the sweep up again with ``Tuner.restore``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tune.pareto import Objective, hypervolume, pareto_front
+from tune.spec import SweepSpec, load_spec, make_sampler
+
+__all__ = ["SweepOutcome", "check_cluster_resources", "resume_sweep", "run_sweep"]
+
+SPEC_FILE = "sweep_spec.yaml"
+_log = logging.getLogger(__name__)
+
+
+class ClusterTooSmall(ValueError):
+    """The spec asks for more resources per trial than any node of the cluster has."""
+
+
+@dataclasses.dataclass
+class SweepOutcome:
+    """What a finished sweep left: finished-trial records, the front, where to look."""
+
+    spec: SweepSpec
+    experiment_path: Path
+    records: list[dict[str, Any]]
+    front: list[dict[str, Any]]
+    hypervolume: float
+    n_trials: int
+    n_pruned: int
+    n_failed: int
+    parent_run_id: str | None
+    tracking_uri: str
+
+
+def objectives_of(spec: SweepSpec) -> list[Objective]:
+    return [Objective(name, direction.value) for name, direction in spec.objectives.items()]
+
+
+def check_cluster_resources(spec: SweepSpec) -> None:
+    """Fail at once when no node can ever hold one trial (Ray would wait forever)."""
+    import ray
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    need = {"CPU": spec.resources.cpu, "GPU": spec.resources.gpu}
+    for kind, amount in need.items():
+        if amount <= 0:
+            continue
+        best = max((n["Resources"].get(kind, 0.0) for n in nodes), default=0.0)
+        if best + 1e-9 < amount:
+            total = sum(n["Resources"].get(kind, 0.0) for n in nodes)
+            raise ClusterTooSmall(
+                f"resources.{kind.lower()}: each trial asks for {amount:g} {kind}, but the "
+                f"largest node of the Ray cluster has {best:g} ({total:g} in all over "
+                f"{len(nodes)} node(s)). Lower resources.{kind.lower()} in the spec or add "
+                f"nodes with {kind}s; Ray itself would wait forever.")
+
+
+def _init_ray(address: str | None) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    if address:
+        ray.init(address=address, log_to_driver=True)
+    else:
+        ray.init(include_dashboard=False, log_to_driver=True,
+                 runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
+
+
+def _save_spec(spec: SweepSpec, experiment_path: Path) -> None:
+    experiment_path.mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
+    (experiment_path / SPEC_FILE).write_text(text)
+
+
+def _build_tuner(spec: SweepSpec, callbacks: list):
+    from ray import tune as raytune
+
+    from tune.presets import make_constraints, make_scheduler
+    from tune.search import PruneAwareOptunaSearch
+    from tune.trainable import make_trainable
+
+    scheduler = make_scheduler(spec)
+    searcher = PruneAwareOptunaSearch(
+        space=spec.optuna_space(), metric=list(spec.objective_names),
+        mode=[d.value for d in spec.objectives.values()], sampler=make_sampler(spec),
+        scheduler=scheduler, constraints=make_constraints(spec))
+    tune_config = raytune.TuneConfig(
+        search_alg=searcher, scheduler=scheduler, num_samples=spec.num_samples,
+        max_concurrent_trials=spec.max_concurrent, reuse_actors=True)
+    run_config = raytune.RunConfig(
+        name=spec.name, storage_path=spec.storage_path, callbacks=callbacks, verbose=1,
+        failure_config=raytune.FailureConfig(max_failures=spec.max_failures),
+        checkpoint_config=raytune.CheckpointConfig(num_to_keep=2))
+    return make_trainable(spec), tune_config, run_config, scheduler
+
+
+def _callbacks(spec: SweepSpec, scheduler_ref: dict) -> list:
+    from tgo.checkpoint import load_model
+    from tune.mlflow_callback import MlflowSweepCallback
+    from tune.progress import ProgressCallback
+    from tune.tracking import SweepTracker
+
+    tracker = SweepTracker(spec.mlflow.tracking_uri, spec.mlflow.experiment, spec.name,
+                           spec.hash(), spec.model_dump(mode="json"),
+                           objectives=objectives_of(spec))
+
+    def pruned(trial_id: str):
+        sched = scheduler_ref.get("scheduler")
+        return None if sched is None else sched.pruned.get(trial_id)
+
+    def load(path: str):
+        return load_model(path)[0]
+
+    return [MlflowSweepCallback(tracker, pruned_lookup=pruned, load_model=load),
+            ProgressCallback(spec, pruned_lookup=pruned)]
+
+
+def _outcome(spec: SweepSpec, results, experiment_path: Path, callbacks: list) -> SweepOutcome:
+    objectives = objectives_of(spec)
+    records, n_failed = [], 0
+    for res in results:
+        last = res.metrics or {}
+        if res.error is not None:
+            n_failed += 1
+            continue
+        if not last.get("done_training"):
+            continue
+        record = {"trial_id": last.get("trial_id"), **(res.config or {})}
+        record.update({o.name: last.get(o.name) for o in objectives})
+        record["eval"] = last.get("eval_description")
+        records.append(record)
+    front = pareto_front(records, objectives)
+    hv = hypervolume([[r[o.name] for o in objectives] for r in front], objectives) if front \
+        else 0.0
+    tracker = callbacks[0].tracker
+    n_pruned = len(results) - len(records) - n_failed
+    return SweepOutcome(spec, experiment_path, records, front, hv, len(results), n_pruned,
+                        n_failed, tracker.parent_run_id, spec.mlflow.tracking_uri)
+
+
+def run_sweep(spec: SweepSpec, *, address: str | None = None) -> SweepOutcome:
+    """Run ``spec`` to the end on a local Ray (or the cluster at ``address``)."""
+    from ray import tune as raytune
+
+    from tune.tracking import check_reachable
+
+    logging.getLogger("optuna").setLevel(logging.WARNING)
+    check_reachable(spec.mlflow.tracking_uri)
+    _init_ray(address)
+    check_cluster_resources(spec)
+    experiment_path = Path(spec.storage_path) / spec.name
+    if (experiment_path / "tuner.pkl").exists():
+        raise ValueError(f"storage_path: a sweep named {spec.name!r} already exists at "
+                         f"{experiment_path}; resume it with `tgo sweep resume "
+                         f"{experiment_path}` or give the spec another name")
+    _save_spec(spec, experiment_path)
+    scheduler_ref: dict = {}
+    callbacks = _callbacks(spec, scheduler_ref)
+    trainable, tune_config, run_config, scheduler = _build_tuner(spec, callbacks)
+    scheduler_ref["scheduler"] = scheduler
+    tuner = raytune.Tuner(trainable, tune_config=tune_config, run_config=run_config)
+    results = tuner.fit()
+    return _outcome(spec, results, experiment_path, callbacks)
+
+
+def resume_sweep(path: str | os.PathLike, *, address: str | None = None) -> SweepOutcome:
+    """Continue the sweep whose Ray results live at ``path`` (``<storage_path>/<name>``)."""
+    from ray import tune as raytune
+
+    from tune.tracking import check_reachable
+
+    experiment_path = Path(path).expanduser().resolve()
+    if not (experiment_path / SPEC_FILE).is_file():
+        raise FileNotFoundError(f"path: no sweep at {experiment_path} (expected {SPEC_FILE} "
+                                "there, written when the sweep started)")
+    logging.getLogger("optuna").setLevel(logging.WARNING)
+    spec = load_spec(experiment_path / SPEC_FILE)
+    check_reachable(spec.mlflow.tracking_uri)
+    _init_ray(address)
+    check_cluster_resources(spec)
+    scheduler_ref: dict = {}
+    callbacks = _callbacks(spec, scheduler_ref)
+    trainable, _, _, _ = _build_tuner(spec, callbacks)
+    tuner = raytune.Tuner.restore(str(experiment_path), trainable=trainable,
+                                  resume_unfinished=True, resume_errored=True)
+    searcher = tuner._local_tuner._tune_config.search_alg  # noqa: SLF001 (Ray keeps it here)
+    scheduler_ref["scheduler"] = getattr(searcher, "_scheduler", None)
+    results = tuner.fit()
+    return _outcome(spec, results, experiment_path, callbacks)
