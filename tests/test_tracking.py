@@ -478,7 +478,7 @@ def test_real_http_server_then_server_down(tmp_path, monkeypatch):
 
 # (robust_acc, spike_rate, how the trial ends); b is dominated by a
 CASES = {"a": (0.5, 0.2, "finish"), "b": (0.4, 0.3, "finish"), "p": (0.9, 0.0, "prune"),
-         "f": (0.9, 0.0, "fail")}
+         "q": (0.9, 0.0, "prune"), "s": (0.9, 0.0, "prune"), "f": (0.9, 0.0, "fail")}
 
 
 def _trainable(config):
@@ -530,6 +530,8 @@ def test_callback_drives_a_real_tuner(store, tmp_path, monkeypatch):
     def pruned(trial_id):
         if recorder.cases.get(trial_id) == "p":
             return SimpleNamespace(rung=0, epoch=1)
+        if recorder.cases.get(trial_id) == "q":  # a pruner without rungs
+            return SimpleNamespace(rung=None, epoch=1)
         return None
 
     tracker = _tracker(store)
@@ -552,10 +554,11 @@ def test_callback_drives_a_real_tuner(store, tmp_path, monkeypatch):
 
     client = MlflowClient(store[0])
     kids = {r.data.params["case"]: r for r in _children(client, tracker)}
-    assert sorted(kids) == ["a", "b", "f", "p"]
+    assert sorted(kids) == sorted(CASES)
     assert {c: (r.info.status, r.data.tags["status"]) for c, r in kids.items()} == {
         "a": ("FINISHED", "finished"), "b": ("FINISHED", "finished"),
-        "p": ("KILLED", "pruned at rung 0 (epoch 1)"),
+        "p": ("KILLED", "pruned at rung 0 (epoch 1)"), "q": ("KILLED", "pruned at epoch 1"),
+        "s": ("KILLED", "stopped: at epoch 1 before the end of training"),
         "f": ("FAILED", "failed: ValueError: boom in epoch 2")}
     a = kids["a"]
     assert [m.step for m in client.get_metric_history(a.info.run_id, "val_robust_acc")] == [1, 2]

@@ -20,7 +20,7 @@ from tgo.diagnostics import firing_rate, near_threshold_fraction
 from tgo.evaluate import robustness
 from tgo.neurons import recording
 
-__all__ = ["EvalSettings", "final_evaluation"]
+__all__ = ["EvalSettings", "describe_attack", "final_evaluation"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,4 +78,13 @@ def final_evaluation(model: torch.nn.Module, config: TrainConfig, splits: DataSp
     return {**result.as_metrics(), "spike_rate": rate,
             "near_threshold": near_threshold_fraction(potentials, config.v_threshold,
                                                       config.margin),
-            "eval_description": result.describe()}
+            "eval_description": describe_attack(result)}
+
+
+def describe_attack(result) -> str:
+    """``PGD-20 (eps 0.1, step 0.0125, 1 restart) EOT-8, noise on``: what produced a number."""
+    from tgo.attacks import AttackSpec
+    spec = AttackSpec(result.attack, eps=result.eps, steps=result.steps,
+                      step_size=result.step_size, restarts=result.restarts,
+                      eot_samples=result.eot_samples)
+    return f"{spec.describe()}, noise {'on' if result.noise_on else 'off'}"

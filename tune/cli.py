@@ -33,9 +33,11 @@ def format_front(front: Sequence[dict[str, Any]], objectives: Sequence[str],
                  params: Sequence[str]) -> str:
     """The front as a fixed-width table, sorted by the first objective (best first)."""
     rows = sorted(front, key=lambda r: -(r.get(objectives[0]) or float("-inf")))
-    header = ["trial", *objectives, *params]
+    attack = any(r.get("eval") for r in rows)
+    header = ["trial", *objectives, *params] + (["measured with"] if attack else [])
     cells = [[_fmt(r.get("trial_id")), *(_fmt(r.get(o)) for o in objectives),
-              *(_fmt(r.get(p, r.get("params", {}).get(p))) for p in params)] for r in rows]
+              *(_fmt(r.get(p, r.get("params", {}).get(p))) for p in params)]
+             + ([_fmt(r.get("eval"))] if attack else []) for r in rows]
     widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h)
               for i, h in enumerate(header)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)),
@@ -51,9 +53,7 @@ def _print_outcome(outcome) -> None:
     print(f"sweep {spec.name!r}: {outcome.n_trials} trials, {len(outcome.records)} finished, "
           f"{outcome.n_pruned} pruned, {outcome.n_failed} failed; "
           f"hypervolume {outcome.hypervolume:.4f}")
-    evals = {r.get("eval") for r in outcome.front if r.get("eval")}
-    print(f"Pareto front ({len(outcome.front)} configs; objectives measured on the test split"
-          f"{': ' + '; '.join(sorted(evals)) if len(evals) == 1 else ''}):")
+    print(f"Pareto front ({len(outcome.front)} configs; objectives on the test split):")
     print(format_front(outcome.front, list(spec.objective_names), params))
     print()
     print(f"Ray results:  {outcome.experiment_path}")

@@ -35,6 +35,9 @@ RAY_BOOKKEEPING_KEYS = frozenset({
     "iterations_since_restore", "timesteps_since_restore", "timesteps_total", "episodes_total",
     "pid", "hostname", "node_ip", "date", "done", "trial_id", "experiment_id", "experiment_tag",
     "config", "should_checkpoint", "checkpoint_dir_name", "warmup_time", "epoch"})
+#: Result keys that are settings or descriptions, not metrics (Ray may flatten the nested
+#: ``train_config`` dict into ``train_config/<field>`` or ``train_config.<field>``).
+NON_METRIC_PREFIXES = ("eval_", "train_config", "config/", "config.")
 #: Keys of the last result only (the test-split objectives and the attack behind them).
 FINAL_KEYS = frozenset({"clean_acc", "robust_acc", "spike_rate", "near_threshold",
                         "done_training"})
@@ -72,8 +75,9 @@ class MlflowSweepCallback(raytune.Callback):
 
     Args:
         tracker: the sweep's tracker; :meth:`setup` starts it (idempotent).
-        pruned_lookup: ``trial_id -> info or None``; an info object with ``.rung`` and
-            ``.epoch`` marks the trial as pruned (e.g. ``scheduler.pruned.get``).
+        pruned_lookup: ``trial_id -> info or None``; an info object with ``.epoch`` and
+            ``.rung`` (None for pruners without rungs) marks the trial as pruned, with tag
+            ``pruned at rung r (epoch e)`` or ``pruned at epoch e`` (``scheduler.pruned.get``).
         load_model: ``checkpoint_dir -> torch.nn.Module`` (or ``(module, TrainConfig)`` as
             ``tgo.checkpoint.load_model`` returns); None logs no models.
 
@@ -100,12 +104,12 @@ class MlflowSweepCallback(raytune.Callback):
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
                         **info: Any) -> None:
         run_id = self._run(trial)
-        config = result.get("config")
+        config = result.get("train_config")
         if isinstance(config, Mapping):
             self.tracker.log_params(run_id, config)
         metrics = {k: v for k, v in result.items()
                    if k not in RAY_BOOKKEEPING_KEYS and k not in FINAL_KEYS
-                   and k not in self._objectives and not k.startswith("eval_")}
+                   and k not in self._objectives and not k.startswith(NON_METRIC_PREFIXES)}
         stamp = result.get("timestamp")
         self.tracker.log_epoch(run_id, metrics, _epoch(result),
                                timestamp_ms=int(stamp * 1000) if stamp else None)
@@ -114,7 +118,10 @@ class MlflowSweepCallback(raytune.Callback):
         result = trial.last_result or {}
         pruned = self._pruned_lookup(trial.trial_id)
         if pruned is not None:
-            outcome, reason = TrialOutcome.PRUNED, f"at rung {pruned.rung} (epoch {pruned.epoch})"
+            rung = getattr(pruned, "rung", None)
+            reason = (f"at epoch {pruned.epoch}" if rung is None
+                      else f"at rung {rung} (epoch {pruned.epoch})")
+            outcome = TrialOutcome.PRUNED
         elif result.get("done_training") or (
                 "done_training" not in result and self._objectives <= set(result)):
             outcome, reason = TrialOutcome.FINISHED, None

@@ -78,6 +78,15 @@ def check_cluster_resources(spec: SweepSpec) -> None:
                 f"nodes with {kind}s; Ray itself would wait forever.")
 
 
+def artifact_location(tracking_uri: str) -> str | None:
+    """Artifacts of a local SQLite store go beside the database (``mlartifacts/``), never
+    into ``./mlruns``, whose mere presence switches MLflow's default to the old file store."""
+    if tracking_uri.startswith("sqlite:///"):
+        db = Path(tracking_uri[len("sqlite:///"):])
+        return (db.parent / "mlartifacts").resolve().as_uri()
+    return None
+
+
 def _init_ray(address: str | None) -> None:
     import ray
 
@@ -126,16 +135,14 @@ def _callbacks(spec: SweepSpec, scheduler_ref: dict) -> list:
 
     tracker = SweepTracker(spec.mlflow.tracking_uri, spec.mlflow.experiment, spec.name,
                            spec.hash(), spec.model_dump(mode="json"),
-                           objectives=objectives_of(spec))
+                           objectives=objectives_of(spec),
+                           artifact_location=artifact_location(spec.mlflow.tracking_uri))
 
     def pruned(trial_id: str):
         sched = scheduler_ref.get("scheduler")
         return None if sched is None else sched.pruned.get(trial_id)
 
-    def load(path: str):
-        return load_model(path)[0]
-
-    return [MlflowSweepCallback(tracker, pruned_lookup=pruned, load_model=load),
+    return [MlflowSweepCallback(tracker, pruned_lookup=pruned, load_model=load_model),
             ProgressCallback(spec, pruned_lookup=pruned)]
 
 

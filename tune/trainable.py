@@ -20,11 +20,11 @@ from tgo.final_eval import EvalSettings, final_evaluation
 from tgo.train import TrainState, fit
 from tune.spec import SweepSpec
 
-__all__ = ["make_trainable", "run_trial"]
+__all__ = ["CONFIG_KEY", "make_trainable", "run_trial"]
 
-#: Result key holding the trial's full TrainConfig (a dict), for the MLflow child run.
+#: Result key of the trial's full TrainConfig (Ray overwrites ``config`` with the sampled
+#: params).
 CONFIG_KEY = "train_config"
-
 
 def _report(metrics: Mapping[str, Any], state: TrainState) -> None:
     with tempfile.TemporaryDirectory(prefix="tgo-ckpt-") as folder:
@@ -44,7 +44,9 @@ def run_trial(params: dict[str, Any], spec: SweepSpec) -> None:
         resume_from = Path(checkpoint.to_directory()) / "checkpoint.pt"
 
     def report(metrics: dict[str, float], state: TrainState) -> None:
-        result: dict[str, Any] = {**metrics, CONFIG_KEY: config.to_dict()}
+        result: dict[str, Any] = dict(metrics)
+        if state.epoch == 1:   # the full TrainConfig once, for the MLflow child run's params
+            result[CONFIG_KEY] = config.to_dict()
         if state.epoch == config.epochs:
             final = final_evaluation(state.model, config, state.splits, settings,
                                      generator=state.noise_rng)
@@ -55,7 +57,7 @@ def run_trial(params: dict[str, Any], spec: SweepSpec) -> None:
     if not result.history:  # resumed after the last epoch's checkpoint: evaluate and report
         final = final_evaluation(result.model, config, result.splits, settings,
                                  generator=result.state.noise_rng)
-        _report({"epoch": config.epochs, CONFIG_KEY: config.to_dict(), **final,
+        _report({"epoch": config.epochs, **final,
                  "done_training": True}, result.state)
 
 
