@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import os
 import time
 from pathlib import Path
@@ -51,6 +50,8 @@ class SweepOutcome:
     n_trials: int
     n_pruned: int
     n_failed: int
+    epochs_trained: int
+    wall_s: float
     parent_run_id: str | None
     tracking_uri: str
 
@@ -127,7 +128,19 @@ def _build_tuner(spec: SweepSpec, callbacks: list):
     return make_trainable(spec), tune_config, run_config, scheduler
 
 
-def _callbacks(spec: SweepSpec, scheduler_ref: dict) -> list:
+#: The pruning scheduler of the sweep running in this (driver) process. Callbacks look it
+#: up through :func:`pruned_info`, a module function, so that the copies Ray pickles into
+#: ``tuner.pkl`` and restores on resume still see the live scheduler.
+_LIVE: dict[str, Any] = {}
+
+
+def pruned_info(trial_id: str):
+    """The prune record of ``trial_id`` in the live scheduler, or None."""
+    scheduler = _LIVE.get("scheduler")
+    return None if scheduler is None else scheduler.pruned.get(trial_id)
+
+
+def _callbacks(spec: SweepSpec) -> list:
     from tgo.checkpoint import load_model
     from tune.mlflow_callback import MlflowSweepCallback
     from tune.progress import ProgressCallback
@@ -137,16 +150,12 @@ def _callbacks(spec: SweepSpec, scheduler_ref: dict) -> list:
                            spec.hash(), spec.model_dump(mode="json"),
                            objectives=objectives_of(spec),
                            artifact_location=artifact_location(spec.mlflow.tracking_uri))
-
-    def pruned(trial_id: str):
-        sched = scheduler_ref.get("scheduler")
-        return None if sched is None else sched.pruned.get(trial_id)
-
-    return [MlflowSweepCallback(tracker, pruned_lookup=pruned, load_model=load_model),
-            ProgressCallback(spec, pruned_lookup=pruned)]
+    return [MlflowSweepCallback(tracker, pruned_lookup=pruned_info, load_model=load_model),
+            ProgressCallback(spec, pruned_lookup=pruned_info)]
 
 
-def _outcome(spec: SweepSpec, results, experiment_path: Path, callbacks: list) -> SweepOutcome:
+def _outcome(spec: SweepSpec, results, experiment_path: Path, callbacks: list,
+             wall_s: float) -> SweepOutcome:
     objectives = objectives_of(spec)
     records, n_failed = [], 0
     for res in results:
@@ -163,10 +172,12 @@ def _outcome(spec: SweepSpec, results, experiment_path: Path, callbacks: list) -
     front = pareto_front(records, objectives)
     hv = hypervolume([[r[o.name] for o in objectives] for r in front], objectives) if front \
         else 0.0
-    tracker = callbacks[0].tracker
+    tracker = next(c.tracker for c in callbacks if hasattr(c, "tracker"))
     n_pruned = len(results) - len(records) - n_failed
+    epochs = sum(int((res.metrics or {}).get("epoch", 0)) for res in results)
     return SweepOutcome(spec, experiment_path, records, front, hv, len(results), n_pruned,
-                        n_failed, tracker.parent_run_id, spec.mlflow.tracking_uri)
+                        n_failed, epochs, wall_s, tracker.parent_run_id,
+                        spec.mlflow.tracking_uri)
 
 
 def run_sweep(spec: SweepSpec, *, address: str | None = None) -> SweepOutcome:
@@ -185,13 +196,13 @@ def run_sweep(spec: SweepSpec, *, address: str | None = None) -> SweepOutcome:
                          f"{experiment_path}; resume it with `tgo sweep resume "
                          f"{experiment_path}` or give the spec another name")
     _save_spec(spec, experiment_path)
-    scheduler_ref: dict = {}
-    callbacks = _callbacks(spec, scheduler_ref)
+    callbacks = _callbacks(spec)
     trainable, tune_config, run_config, scheduler = _build_tuner(spec, callbacks)
-    scheduler_ref["scheduler"] = scheduler
+    _LIVE["scheduler"] = scheduler
     tuner = raytune.Tuner(trainable, tune_config=tune_config, run_config=run_config)
+    start = time.perf_counter()
     results = tuner.fit()
-    return _outcome(spec, results, experiment_path, callbacks)
+    return _outcome(spec, results, experiment_path, callbacks, time.perf_counter() - start)
 
 
 def resume_sweep(path: str | os.PathLike, *, address: str | None = None) -> SweepOutcome:
@@ -209,12 +220,15 @@ def resume_sweep(path: str | os.PathLike, *, address: str | None = None) -> Swee
     check_reachable(spec.mlflow.tracking_uri)
     _init_ray(address)
     check_cluster_resources(spec)
-    scheduler_ref: dict = {}
-    callbacks = _callbacks(spec, scheduler_ref)
-    trainable, _, _, _ = _build_tuner(spec, callbacks)
-    tuner = raytune.Tuner.restore(str(experiment_path), trainable=trainable,
+    from tune.trainable import make_trainable
+
+    tuner = raytune.Tuner.restore(str(experiment_path), trainable=make_trainable(spec),
                                   resume_unfinished=True, resume_errored=True)
-    searcher = tuner._local_tuner._tune_config.search_alg  # noqa: SLF001 (Ray keeps it here)
-    scheduler_ref["scheduler"] = getattr(searcher, "_scheduler", None)
+    # Ray restores the TuneConfig (searcher + scheduler) and RunConfig (callbacks) it
+    # pickled at the start; the searcher carries the scheduler's saved state.
+    tune_config = tuner._local_tuner._tune_config  # noqa: SLF001 (no public accessor)
+    _LIVE["scheduler"] = tune_config.scheduler
+    callbacks = tuner._local_tuner._run_config.callbacks  # noqa: SLF001
+    start = time.perf_counter()
     results = tuner.fit()
-    return _outcome(spec, results, experiment_path, callbacks)
+    return _outcome(spec, results, experiment_path, callbacks, time.perf_counter() - start)
