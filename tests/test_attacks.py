@@ -9,7 +9,6 @@ import re
 import pytest
 import torch
 import torch.nn.functional as F
-from sklearn.datasets import load_digits
 from spikingjelly.activation_based import layer, neuron
 from torch import nn
 
@@ -18,15 +17,6 @@ from tgo.attacks import (AttackSpec, Stateless, eot_gradient, eval_mode, fgsm, m
 from tgo.config import Attack
 from tgo.models import NeuronSettings, build
 from tgo.neurons import noise
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny tensors on 2 shared cores: one intra-op thread is several times faster."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 class CarrySNN(nn.Module):
@@ -44,40 +34,6 @@ class CarrySNN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x_seq = x.flatten(1).unsqueeze(0).repeat(self.timesteps, 1, 1)
         return self.fc2(self.lif(self.fc1(x_seq))).mean(0)
-
-
-def _digits(n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    d = load_digits()
-    x = torch.tensor(d.images, dtype=torch.float32).unsqueeze(1) / 16
-    y = torch.tensor(d.target, dtype=torch.long)
-    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
-    x, y = x[perm], y[perm]
-    return (x, y) if n is None else (x[:n], y[:n])
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return _digits()
-
-
-@pytest.fixture(scope="module")
-def trained(digits):
-    """digits_cnn with noisy neurons (sigma 0.2), trained for 2 epochs; returned in eval mode."""
-    torch.manual_seed(0)
-    x, y = digits
-    model = build("digits_cnn", 10, timesteps=2, mean=[0.3], std=[0.4],
-                  neuron=NeuronSettings(noise_scale=0.2),
-                  generator=torch.Generator().manual_seed(1))
-    opt = torch.optim.Adam(model.parameters(), 3e-3)
-    model.train()
-    for _ in range(2):
-        for i in range(0, 1400, 64):
-            loss = F.cross_entropy(model(x[i:i + 64]), y[i:i + 64])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    model.zero_grad(set_to_none=True)
-    return model.eval()
 
 
 @pytest.fixture

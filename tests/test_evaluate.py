@@ -10,7 +10,6 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
-from sklearn.datasets import load_digits
 from spikingjelly.activation_based import layer, neuron
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -22,44 +21,6 @@ from tgo.diagnostics import (firing_rate, input_grad_norm, near_threshold_fracti
 from tgo.evaluate import RobustnessResult, robustness
 from tgo.models import NeuronSettings, build
 from tgo.neurons import is_stochastic, noise, recording
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny tensors on 2 shared cores: one intra-op thread is several times faster."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    d = load_digits()
-    x = torch.tensor(d.images, dtype=torch.float32).unsqueeze(1) / 16
-    y = torch.tensor(d.target, dtype=torch.long)
-    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
-    return x[perm], y[perm]
-
-
-@pytest.fixture(scope="module")
-def trained(digits):
-    """digits_cnn with noisy neurons (sigma 0.2, noise on at eval), 2 epochs; eval mode."""
-    torch.manual_seed(0)
-    x, y = digits
-    model = build("digits_cnn", 10, timesteps=2, mean=[0.3], std=[0.4],
-                  neuron=NeuronSettings(noise_scale=0.2),
-                  generator=torch.Generator().manual_seed(1))
-    opt = torch.optim.Adam(model.parameters(), 3e-3)
-    model.train()
-    for _ in range(2):
-        for i in range(0, 1400, 64):
-            loss = F.cross_entropy(model(x[i:i + 64]), y[i:i + 64])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    model.zero_grad(set_to_none=True)
-    return model.eval()
 
 
 @pytest.fixture
