@@ -26,6 +26,8 @@ def _spec(tmp_path, **overrides) -> SweepSpec:
                   "margin": {"type": "uniform", "low": 0.3, "high": 0.8},
                   "noise_scale": {"type": "uniform", "low": 0.0, "high": 0.3},
                   "timesteps": {"type": "choice", "values": [2, 4]}},
+        # A third objective exercises the 3-D front, hypervolume (moocore) and MO-ASHA.
+        "objectives": {"clean_acc": "max", "robust_acc": "max", "spike_rate": "min"},
         "sampler": {"type": "nsga2", "seed": 1, "population_size": 2},
         "pruner": {"type": "mo_asha", "eta": 3, "grace_epochs": 2},
         "num_samples": 6,
@@ -47,7 +49,7 @@ def ray_local():
     ray.shutdown()
 
 
-def test_sweep_end_to_end(tmp_path, ray_local):
+def test_sweep_end_to_end(tmp_path, ray_local, monkeypatch):
     spec = _spec(tmp_path)
     outcome = run_sweep(spec)
     assert outcome.n_trials == 6
@@ -70,7 +72,7 @@ def test_sweep_end_to_end(tmp_path, ray_local):
     pruned = [c for c in children if c.data.tags.get("status", "").startswith("pruned")]
     assert len(finished) == len(outcome.records) and len(pruned) == outcome.n_pruned
     for child in finished:
-        assert {"clean_acc", "robust_acc"} <= set(child.data.metrics)
+        assert {"clean_acc", "robust_acc", "spike_rate"} <= set(child.data.metrics)
         assert child.data.params["dataset"] == "digits"            # the full TrainConfig
         assert child.data.tags["eval_attack"] == "pgd"
         history = client.get_metric_history(child.info.run_id, "val_clean_acc")
@@ -84,7 +86,7 @@ def test_sweep_end_to_end(tmp_path, ray_local):
         {r["trial_id"] for r in outcome.front}
     import mlflow.pytorch
     import torch
-    mlflow.set_tracking_uri(spec.mlflow.tracking_uri)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", spec.mlflow.tracking_uri)  # not the global
     for child in front_runs:
         assert child.data.tags["pareto_rank"] == "0"
         assert child.data.tags["tgo.model_logged"] == "true"

@@ -92,8 +92,12 @@ def test_plain_bptt_has_no_noise_and_reports_guard_loss_without_using_it():
 
 
 def test_divergence_is_reported_not_silently_trained_on():
-    with pytest.raises(TrainingDiverged, match="epoch 1"):
-        fit(TrainConfig(**FAST, optimizer="sgd", lr=1e30, momentum=0.0))
+    def poison(metrics, state):          # a weight turns NaN after epoch 1, as in a blow-up
+        with torch.no_grad():
+            state.model.stem[0].weight[0, 0, 0, 0] = float("nan")
+
+    with pytest.raises(TrainingDiverged, match="epoch 2, batch 0"):
+        fit(TrainConfig(**{**FAST, "epochs": 2}), poison)
 
 
 def test_tgo_imports_without_ray_or_mlflow():

@@ -5,11 +5,15 @@ Usage:
     tgo sweep run SPEC --address ray://head:10001      # an existing Ray cluster
     tgo sweep resume runs/digits-quick                 # continue after a crash
     tgo pareto digits-quick                            # the front, as a table
+    tgo submit SPEC --address http://HEAD:8265 --tracking-uri http://MLFLOW:5000 [--wait]
+    tgo jobs list | status ID | logs ID [--follow] | stop ID   [--address URL]
+    tgo pick digits-quick --require "clean_acc>=0.9" --maximize robust_acc --register NAME
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -75,7 +79,7 @@ def _cmd_sweep_run(ns: argparse.Namespace) -> int:
           f"{spec.model.value} on {spec.dataset.value}, {spec.epochs} epochs, "
           f"{spec.max_concurrent} at a time, sampler {spec.sampler.type.value}, "
           f"pruner {spec.pruner.type.value}", flush=True)
-    _print_outcome(run_sweep(spec, address=ns.address))
+    _print_outcome(run_sweep(spec, address=ns.address, parent_run_id=ns.parent_run_id))
     return 0
 
 
@@ -95,6 +99,152 @@ def _cmd_pareto(ns: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- Ray Jobs
+
+
+def _jobs_client(ns: argparse.Namespace):
+    from tune.jobs import JobsClient
+
+    return JobsClient(ns.address, token_file=ns.token_file)
+
+
+def _wait_for_job(client, job_id: str) -> int:
+    from tune.jobs import close_parent_run
+
+    for chunk in client.follow(job_id):
+        print(chunk, end="", flush=True)
+    status = client.wait(job_id)
+    info = client.info(job_id)
+    print(f"\njob {job_id}: {status}" + (f" ({info.message})" if info.message else ""))
+    _close_parent(close_parent_run, info, status)
+    return 0 if status == "SUCCEEDED" else 1
+
+
+def _close_parent(close, info, status: str) -> None:
+    try:
+        mark = close(info, status)
+    except Exception as exc:  # noqa: BLE001 - the job's outcome stands; MLflow is a courtesy
+        print(f"warning: could not close the MLflow parent run: {type(exc).__name__}: {exc}",
+              file=sys.stderr)
+    else:
+        if mark:
+            print(f"MLflow parent run {info.metadata['tgo.parent_run_id']} marked {mark}")
+
+
+def _cmd_submit(ns: argparse.Namespace) -> int:
+    from tune.jobs import JobError, JobsClient, submit_sweep
+    from tune.tracking import TrackingUnavailable
+
+    try:
+        sweep = submit_sweep(ns.spec, address=ns.address, tracking_uri=ns.tracking_uri,
+                             token_file=ns.token_file, storage_path=ns.storage_path,
+                             pip=ns.pip, python=ns.python)
+    except TrackingUnavailable as exc:
+        raise JobError(f"{exc}; the sweep was not submitted") from None
+    for warning in sweep.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"submitted sweep {sweep.sweep_name!r} as Ray Job {sweep.job_id}")
+    print(f"job id:       {sweep.job_id}")
+    print(f"Ray dashboard: {sweep.dashboard_url}")
+    print(f"MLflow run:   {sweep.mlflow_url or f'parent run {sweep.parent_run_id} in {sweep.tracking_uri}'}")
+    print(f"Ray results:  {sweep.storage_path} (on the cluster)")
+    print(f"follow it:    tgo jobs logs {sweep.job_id} --follow --address {sweep.address}")
+    print(f"pick from it: tgo pick {sweep.sweep_name} --tracking-uri {sweep.tracking_uri} "
+          f"--experiment {sweep.experiment} --require ... --maximize ...", flush=True)
+    if not ns.wait:
+        return 0
+    return _wait_for_job(JobsClient(sweep.address, token_file=ns.token_file), sweep.job_id)
+
+
+def _cmd_jobs_list(ns: argparse.Namespace) -> int:
+    from tune.jobs import format_jobs
+
+    print(format_jobs(_jobs_client(ns).list()))
+    return 0
+
+
+def _cmd_jobs_status(ns: argparse.Namespace) -> int:
+    from tune.jobs import describe_job
+
+    client = _jobs_client(ns)
+    print(describe_job(client.info(ns.job_id), client.dashboard_url(ns.job_id)))
+    return 0
+
+
+def _cmd_jobs_logs(ns: argparse.Namespace) -> int:
+    client = _jobs_client(ns)
+    if ns.follow:
+        return _wait_for_job(client, ns.job_id)
+    print(client.logs(ns.job_id), end="")
+    return 0
+
+
+def _cmd_jobs_stop(ns: argparse.Namespace) -> int:
+    from tune.jobs import close_parent_run
+
+    client = _jobs_client(ns)
+    status = client.stop(ns.job_id, wait_s=ns.wait_s)
+    print(f"job {ns.job_id}: {status}")
+    if status in ("STOPPED", "FAILED"):
+        _close_parent(close_parent_run, client.info(ns.job_id), status)
+    return 0
+
+
+# ----------------------------------------------------------------------------- picking
+
+
+def _cmd_pick(ns: argparse.Namespace) -> int:
+    import yaml
+
+    from tune import pick as picking
+
+    if ns.maximize and ns.minimize:
+        raise ValueError("pick: expected one of --maximize and --minimize, got both")
+    requirements = [picking.Requirement.parse(text) for text in ns.require]
+    front = picking.load_front_members(ns.sweep, tracking_uri=ns.tracking_uri,
+                                       experiment=ns.experiment)
+    result = picking.pick(front, requirements, ns.maximize or ns.minimize,
+                          "min" if ns.minimize else "max")
+    print(picking.format_pick(result))
+    chosen = result.chosen
+    if chosen is None:
+        return 1
+    config = picking.member_config(front, chosen)
+    check: dict = {}
+    if ns.verify and chosen.model_uri is not None:
+        model = picking.load_model(chosen.model_uri, front.tracking_uri)
+        acc, n = picking.measure_clean_accuracy(model, config, noise=False)
+        check = {"clean_acc_noise_off": acc, "n_test": n, "noise": "off",
+                 "split": f"test split of {config.dataset.value} (seed {config.seed})"}
+        print(f"clean accuracy of its model: {acc:.4f} on the {n} test examples, noise off")
+    registration = None
+    if ns.register:
+        registration = picking.register(
+            result, ns.register,
+            extra_tags={f"check.{k}": v for k, v in check.items()})
+        print(f"registered: {registration.uri} (version {registration.version} of "
+              f"{registration.name!r}, alias {registration.alias!r})")
+        if ns.verify:
+            verified = picking.check_deployment(
+                registration.uri, front.tracking_uri, config,
+                expected_noise_off=check.get("clean_acc_noise_off"),
+                reported_clean_acc=chosen.metrics.get("clean_acc"),
+                eval_n=chosen.evaluation.get("eval_n"))
+            print("verified " + verified.describe())
+            if not verified.ok:
+                raise ValueError(f"register: {registration.uri} does not reproduce the "
+                                 f"accuracy measured at pick time:\n{verified.describe()}")
+            check["verified"] = registration.uri
+    doc = picking.deploy_document(result, config, registration=registration, check=check or None)
+    out = Path(ns.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("# written by tgo pick; load the model with "
+                   f"mlflow.pytorch.load_model({doc['model_uri']!r})\n"
+                   + yaml.safe_dump(doc, sort_keys=False))
+    print(f"wrote {out}")
+    return 0
+
+
 def add_subcommands(sub: argparse._SubParsersAction) -> None:
     sweep = sub.add_parser("sweep", help="run or resume a hyperparameter sweep")
     actions = sweep.add_subparsers(dest="sweep_command", required=True)
@@ -103,6 +253,8 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--address", default=None,
                      help="Ray cluster address (default: start Ray in this process)")
     run.add_argument("--num-samples", type=int, default=None, help="override num_samples")
+    run.add_argument("--parent-run-id", default=None,
+                     help="log under this existing MLflow parent run (tgo submit makes one)")
     run.set_defaults(func=_cmd_sweep_run)
     resume = actions.add_parser("resume", help="continue a sweep from its Ray results folder")
     resume.add_argument("path", help="<storage_path>/<sweep name>, e.g. runs/digits-quick")
@@ -115,3 +267,81 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
                         help="MLflow tracking URI (default: the spec's, or sqlite:///./mlflow.db)")
     pareto.add_argument("--experiment", default=None, help="MLflow experiment (default: sweep name)")
     pareto.set_defaults(func=_cmd_pareto)
+
+    _add_job_commands(sub)
+    _add_pick_command(sub)
+
+
+def _ray_options() -> argparse.ArgumentParser:
+    from tune.jobs import default_address
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--address", default=default_address(),
+                        help="Ray dashboard URL (default: $RAY_ADDRESS if it is http(s), "
+                             "else http://127.0.0.1:8265)")
+    common.add_argument("--token-file", default=None,
+                        help="file holding the cluster's auth token (default: "
+                             "$RAY_AUTH_TOKEN, $RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token)")
+    return common
+
+
+def _add_job_commands(sub: argparse._SubParsersAction) -> None:
+    common = _ray_options()
+    submit = sub.add_parser("submit", parents=[common],
+                            help="run a sweep spec on a Ray cluster as a Ray Job")
+    submit.add_argument("spec", help="sweep spec (YAML), checked here before submitting")
+    submit.add_argument("--tracking-uri", default=None,
+                        help="MLflow store the job logs to (needed when the spec's is a "
+                             "local file/SQLite store), e.g. http://mlflow-host:5000")
+    submit.add_argument("--storage-path", default=None,
+                        help="Ray results folder on the cluster (shared path or s3://... on a "
+                             "multi-machine cluster; default: the spec's, per job)")
+    submit.add_argument("--pip", action="store_true",
+                        help="install pyproject.toml's dependencies per job (default: the "
+                             "cluster's Python already has them)")
+    submit.add_argument("--python", default="python",
+                        help="the cluster's Python that runs the sweep (default: python)")
+    submit.add_argument("--wait", action="store_true",
+                        help="follow the job's log until it ends; exit 1 unless it succeeded")
+    submit.set_defaults(func=_cmd_submit)
+
+    jobs = sub.add_parser("jobs", help="list, inspect, follow or stop Ray Jobs")
+    actions = jobs.add_subparsers(dest="jobs_command", required=True)
+    listing = actions.add_parser("list", parents=[common], help="jobs of the cluster")
+    listing.set_defaults(func=_cmd_jobs_list)
+    status = actions.add_parser("status", parents=[common], help="one job's status")
+    status.add_argument("job_id")
+    status.set_defaults(func=_cmd_jobs_status)
+    logs = actions.add_parser("logs", parents=[common], help="one job's log")
+    logs.add_argument("job_id")
+    logs.add_argument("--follow", action="store_true", help="stream it until the job ends")
+    logs.set_defaults(func=_cmd_jobs_logs)
+    stop = actions.add_parser("stop", parents=[common], help="stop a job")
+    stop.add_argument("job_id")
+    stop.add_argument("--wait-s", type=float, default=30.0,
+                      help="seconds to wait for the job to end (default: 30)")
+    stop.set_defaults(func=_cmd_jobs_stop)
+
+
+def _add_pick_command(sub: argparse._SubParsersAction) -> None:
+    pick = sub.add_parser("pick", help="choose a deployable config from a sweep's front")
+    pick.add_argument("sweep", help="sweep name, spec file, or Ray results folder")
+    pick.add_argument("--require", action="append", default=[], metavar="'NAME OP NUMBER'",
+                      help="a requirement on a metric or a config field, e.g. "
+                           "'clean_acc>=0.9' or 'timesteps<=4' (op: >= <= > < ==); repeatable")
+    pick.add_argument("--maximize", default=None, metavar="NAME",
+                      help="pick the feasible member with the highest NAME (default: the "
+                           "sweep's first objective)")
+    pick.add_argument("--minimize", default=None, metavar="NAME",
+                      help="pick the feasible member with the lowest NAME")
+    pick.add_argument("--register", default=None, metavar="NAME",
+                      help="register its model as a new version of NAME, alias 'deploy'")
+    pick.add_argument("--out", default="deploy.yaml", help="where to write the deploy file "
+                                                           "(default: deploy.yaml)")
+    pick.add_argument("--no-verify", dest="verify", action="store_false",
+                      help="skip re-measuring the clean accuracy of the model (needs its "
+                           "data set here)")
+    pick.add_argument("--tracking-uri", default=None,
+                      help="MLflow tracking URI (default: the spec's, or sqlite:///./mlflow.db)")
+    pick.add_argument("--experiment", default=None, help="MLflow experiment (default: sweep name)")
+    pick.set_defaults(func=_cmd_pick)

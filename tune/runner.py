@@ -140,7 +140,7 @@ def pruned_info(trial_id: str):
     return None if scheduler is None else scheduler.pruned.get(trial_id)
 
 
-def _callbacks(spec: SweepSpec) -> list:
+def _callbacks(spec: SweepSpec, parent_run_id: str | None = None) -> list:
     from tgo.checkpoint import load_model
     from tune.mlflow_callback import MlflowSweepCallback
     from tune.progress import ProgressCallback
@@ -148,7 +148,7 @@ def _callbacks(spec: SweepSpec) -> list:
 
     tracker = SweepTracker(spec.mlflow.tracking_uri, spec.mlflow.experiment, spec.name,
                            spec.hash(), spec.model_dump(mode="json"),
-                           objectives=objectives_of(spec),
+                           objectives=objectives_of(spec), parent_run_id=parent_run_id,
                            artifact_location=artifact_location(spec.mlflow.tracking_uri))
     return [MlflowSweepCallback(tracker, pruned_lookup=pruned_info, load_model=load_model),
             ProgressCallback(spec, pruned_lookup=pruned_info)]
@@ -180,8 +180,14 @@ def _outcome(spec: SweepSpec, results, experiment_path: Path, callbacks: list,
                         spec.mlflow.tracking_uri)
 
 
-def run_sweep(spec: SweepSpec, *, address: str | None = None) -> SweepOutcome:
-    """Run ``spec`` to the end on a local Ray (or the cluster at ``address``)."""
+def run_sweep(spec: SweepSpec, *, address: str | None = None,
+              parent_run_id: str | None = None) -> SweepOutcome:
+    """Run ``spec`` to the end on a local Ray (or the cluster at ``address``).
+
+    ``parent_run_id`` makes the sweep log under an MLflow parent run created beforehand
+    (``tgo submit`` creates it before the Ray Job starts, so it can print its URL); it must
+    be a sweep run of the same spec hash.
+    """
     from ray import tune as raytune
 
     from tune.tracking import check_reachable
@@ -196,7 +202,7 @@ def run_sweep(spec: SweepSpec, *, address: str | None = None) -> SweepOutcome:
                          f"{experiment_path}; resume it with `tgo sweep resume "
                          f"{experiment_path}` or give the spec another name")
     _save_spec(spec, experiment_path)
-    callbacks = _callbacks(spec)
+    callbacks = _callbacks(spec, parent_run_id)
     trainable, tune_config, run_config, scheduler = _build_tuner(spec, callbacks)
     _LIVE["scheduler"] = scheduler
     tuner = raytune.Tuner(trainable, tune_config=tune_config, run_config=run_config)

@@ -356,7 +356,8 @@ class EvaluationSpec(_Frozen):
 
 class MlflowSpec(_Frozen):
     """Where trials are logged. None values are filled in when the spec is validated:
-    ``tracking_uri`` with ``sqlite:///<cwd>/mlflow.db``, ``experiment`` with the spec name."""
+    ``tracking_uri`` with ``$MLFLOW_TRACKING_URI`` or else ``sqlite:///<cwd>/mlflow.db``,
+    ``experiment`` with the spec name."""
 
     tracking_uri: Annotated[str, StringConstraints(min_length=1)] | None = None
     experiment: Annotated[str, StringConstraints(min_length=1)] | None = None
@@ -558,7 +559,8 @@ class SweepSpec(_Frozen):
             update["metric"] = metric.val_key
             update["mode"] = self.pruner.mode or self.objectives.get(metric,
                                                                      metric.natural_direction)
-        tracking = self.mlflow.tracking_uri or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+        tracking = (self.mlflow.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+                    or f"sqlite:///{Path.cwd() / 'mlflow.db'}")
         storage = self.storage_path if "://" in self.storage_path \
             else str(Path(self.storage_path).expanduser().resolve())
         for key, value in (
