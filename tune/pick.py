@@ -175,12 +175,19 @@ class SweepFront:
     members: tuple[FrontMember, ...]
 
 
+def _metric_name(name: str) -> str:
+    """``clean_acc``; also from ``Metric.CLEAN_ACC``, the enum's str() that a tag may hold."""
+    if name.startswith("Metric.") and name[len("Metric."):] in Metric.__members__:
+        return Metric[name[len("Metric."):]].value
+    return name
+
+
 def _objectives(tags: Mapping[str, str], params: Mapping[str, str]) -> tuple[Objective, ...]:
     found = re.findall(r"([A-Za-z_][\w.]*) \((max|min)\)", tags.get("tgo.objectives", ""))
-    if not found:  # older parents: the spec's params objectives.<name> = max|min
+    if not found:  # the spec's params objectives.<name> = max|min
         found = [(k.split(".", 1)[1], v) for k, v in params.items()
                  if k.startswith("objectives.") and v in ("max", "min")]
-    return tuple(Objective(name, direction) for name, direction in found)
+    return tuple(Objective(_metric_name(name), direction) for name, direction in found)
 
 
 def load_front_members(sweep: str, *, tracking_uri: str | None = None,
