@@ -37,7 +37,7 @@ RAY_BOOKKEEPING_KEYS = frozenset({
     "config", "should_checkpoint", "checkpoint_dir_name", "warmup_time", "epoch"})
 #: Result keys that are settings or descriptions, not metrics (Ray may flatten the nested
 #: ``train_config`` dict into ``train_config/<field>`` or ``train_config.<field>``).
-NON_METRIC_PREFIXES = ("eval_", "train_config", "config/", "config.")
+NON_METRIC_PREFIXES = ("eval_", "train_config", "config/", "config.", "ray_node_id")
 #: Keys of the last result only (the test-split objectives and the attack behind them).
 FINAL_KEYS = frozenset({"clean_acc", "robust_acc", "spike_rate", "near_threshold",
                         "done_training"})
@@ -92,6 +92,7 @@ class MlflowSweepCallback(raytune.Callback):
         self._pruned_lookup = pruned_lookup or (lambda trial_id: None)
         self._load_model = load_model
         self._objectives = {o.name for o in tracker.objectives}
+        self._nodes: dict[str, str] = {}   # run id -> Ray node id last tagged
 
     # -- Ray hooks
 
@@ -107,6 +108,10 @@ class MlflowSweepCallback(raytune.Callback):
         config = result.get("train_config")
         if isinstance(config, Mapping):
             self.tracker.log_params(run_id, config)
+        node = result.get("ray_node_id")
+        if isinstance(node, str) and node and self._nodes.get(run_id) != node:
+            self.tracker.set_tags(run_id, {"ray.node_id": node})
+            self._nodes[run_id] = node
         metrics = {k: v for k, v in result.items()
                    if k not in RAY_BOOKKEEPING_KEYS and k not in FINAL_KEYS
                    and k not in self._objectives and not k.startswith(NON_METRIC_PREFIXES)}

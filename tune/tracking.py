@@ -523,6 +523,13 @@ class SweepTracker:
         self.log_params(run_id, params)
         return run_id
 
+    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        """Set (or overwrite) string tags on a run."""
+        from mlflow.entities import RunTag
+
+        with self._guard(f"tag run {run_id}"):
+            self._log_batch(run_id, tags=[RunTag(_key(k), str(v)) for k, v in tags.items()])
+
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         """Log the (flattened) params whose keys the run does not have yet.
 

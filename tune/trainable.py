@@ -20,11 +20,13 @@ from tgo.final_eval import EvalSettings, final_evaluation
 from tgo.train import TrainState, fit
 from tune.spec import SweepSpec
 
-__all__ = ["CONFIG_KEY", "make_trainable", "run_trial"]
+__all__ = ["CONFIG_KEY", "NODE_KEY", "make_trainable", "run_trial"]
 
 #: Result key of the trial's full TrainConfig (Ray overwrites ``config`` with the sampled
 #: params).
 CONFIG_KEY = "train_config"
+#: Result key of the Ray node id the trial ran on (logged as the MLflow tag ``ray.node_id``).
+NODE_KEY = "ray_node_id"
 
 def _report(metrics: Mapping[str, Any], state: TrainState) -> None:
     with tempfile.TemporaryDirectory(prefix="tgo-ckpt-") as folder:
@@ -34,6 +36,9 @@ def _report(metrics: Mapping[str, Any], state: TrainState) -> None:
 
 def run_trial(params: dict[str, Any], spec: SweepSpec) -> None:
     """Train one configuration of ``spec`` and report each epoch to Ray Tune."""
+    import ray
+
+    node_id = ray.get_runtime_context().get_node_id()
     cpus = max(1, int(spec.resources.cpu))
     torch.set_num_threads(cpus)
     config = spec.train_config(params)
@@ -47,6 +52,7 @@ def run_trial(params: dict[str, Any], spec: SweepSpec) -> None:
         result: dict[str, Any] = dict(metrics)
         if state.epoch == 1:   # the full TrainConfig once, for the MLflow child run's params
             result[CONFIG_KEY] = config.to_dict()
+        result[NODE_KEY] = node_id   # which Ray node ran this epoch (a retry may move)
         if state.epoch == config.epochs:
             final = final_evaluation(state.model, config, state.splits, settings,
                                      generator=state.noise_rng)
@@ -57,7 +63,7 @@ def run_trial(params: dict[str, Any], spec: SweepSpec) -> None:
     if not result.history:  # resumed after the last epoch's checkpoint: evaluate and report
         final = final_evaluation(result.model, config, result.splits, settings,
                                  generator=result.state.noise_rng)
-        _report({"epoch": config.epochs, **final,
+        _report({"epoch": config.epochs, NODE_KEY: node_id, **final,
                  "done_training": True}, result.state)
 
 
