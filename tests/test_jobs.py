@@ -36,7 +36,8 @@ from tune import jobs
 from tune.jobs import JobAuthError, JobError, JobsClient
 from tune.spec import SpecError
 
-pytestmark = pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy")
+pytestmark = [pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy"),
+              pytest.mark.filterwarnings("ignore:ssl=None is deprecated:DeprecationWarning")]
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -54,7 +55,8 @@ def _free_port() -> int:
 
 
 def _proc_table() -> dict[int, tuple[int, str]]:
-    """pid -> (parent pid, start time) of every process visible here."""
+    """pid -> (parent pid, start time) of every live process visible here (zombies left
+    out: they have exited and only wait to be reaped)."""
     table = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -64,7 +66,8 @@ def _proc_table() -> dict[int, tuple[int, str]]:
         except OSError:
             continue
         fields = stat[stat.rindex(")") + 2:].split()
-        table[int(entry.name)] = (int(fields[1]), fields[19])
+        if fields[0] not in ("Z", "X"):
+            table[int(entry.name)] = (int(fields[1]), fields[19])
     return table
 
 
@@ -132,21 +135,24 @@ class RayHead:
         raise RuntimeError(f"the Ray head did not answer in {timeout_s} s")
 
     def stop(self) -> dict[int, str]:
-        """SIGTERM the head's process tree (recorded now), then SIGKILL what is left.
+        """SIGTERM ``ray start --block`` (it stops the processes it started, in order), then
+        SIGKILL whatever of its process tree, recorded before, is still there.
 
         Returns the recorded processes (pid -> start time).
         """
         tree = _tree(self.process.pid)
-        for pid in sorted(tree, key=lambda p: p != self.process.pid):  # `ray start` first
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 15
+        with contextlib.suppress(ProcessLookupError):
+            self.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 20
         while _alive(tree) and time.monotonic() < deadline:
             self.process.poll()  # reap `ray start`, our child
             time.sleep(0.5)
         for pid in _alive(tree):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while _alive(tree) and time.monotonic() < deadline:
+            time.sleep(0.2)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=10)
         self.log.close()
@@ -365,6 +371,17 @@ def test_submit_sweep_runs_and_jobs_commands_report_it(secured, client_env, tmp_
     assert main(["jobs", "logs", job_id, *token]) == 0
     logs = capsys.readouterr().out
     assert "sweep 'jobs-tiny' (spec " in logs and "Pareto front" in logs
+
+    # the sweep the job left is one `tgo pick` can deploy from
+    deploy = tmp_path / "deploy.yaml"
+    assert main(["pick", "jobs-tiny", "--tracking-uri", uri, "--maximize", "robust_acc",
+                 "--register", "jobs-tiny-model", "--out", str(deploy)]) == 0
+    picked = capsys.readouterr().out
+    assert "chosen: trial " in picked and "verified models:/jobs-tiny-model@deploy" in picked
+    doc = yaml.safe_load(deploy.read_text())
+    assert doc["sweep"]["parent_run_id"] == parent
+    assert doc["sweep"]["objectives"] == {"clean_acc": "max", "robust_acc": "max"}
+    assert doc["config"]["epochs"] == 1 and doc["config"]["val_subset"] == 32
 
 
 def test_stop_a_running_job_and_unknown_ids(secured, client_env, capsys):

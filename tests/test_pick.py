@@ -163,6 +163,16 @@ def test_front_is_read_with_full_params_and_model(front, sweep):
     assert all(m.model_uri is None for m in front.members[1:])
 
 
+def test_objectives_read_from_the_parent_tag_in_either_spelling():
+    # tune.runner passes Metric enums as names, so a real parent may say Metric.CLEAN_ACC
+    for tag in ("clean_acc (max),spike_rate (min)", "Metric.CLEAN_ACC (max),Metric.SPIKE_RATE (min)"):
+        objectives = picking._objectives({"tgo.objectives": tag}, {})
+        assert [(o.name, o.direction.value) for o in objectives] == [("clean_acc", "max"),
+                                                                      ("spike_rate", "min")]
+    from_params = picking._objectives({}, {"objectives.robust_acc": "max", "name": "x"})
+    assert [o.name for o in from_params] == ["robust_acc"]
+
+
 def test_pick_under_metric_and_param_requirements(front, sweep):
     final = sweep[2]
     result = picking.pick(front, [_threshold(final), "timesteps <= 4"], "robust_acc")

@@ -131,13 +131,10 @@ def _cmd_evaluate(ns: argparse.Namespace) -> int:
     if settings.max_examples is not None and settings.max_examples < len(test):
         from torch.utils.data import Subset
         test = Subset(test, range(settings.max_examples))
-    eot = settings.eot_samples
-    if eot is None:
-        noisy = config.noise_scale > 0 and (noise if noise is not None else config.noise_at_eval)
-        eot = 8 if noisy else 1
     result = robustness(model, test, attack=settings.attack, eps=settings.eps,
                         steps=settings.steps, step_size=settings.step_size,
-                        restarts=settings.restarts, eot_samples=eot, noise=noise)
+                        restarts=settings.restarts, eot_samples=settings.eot_samples,
+                        noise=noise)
     print(f"checkpoint: {ns.checkpoint} ({config.model.value} on {config.dataset.value}, "
           f"T={config.timesteps}, lambda={config.margin_weight}, delta={config.margin}, "
           f"sigma={config.noise_scale})")

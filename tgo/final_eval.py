@@ -1,9 +1,8 @@
 """The held-out test evaluation that produces a run's objectives.
 
 Example:
-    >>> settings = EvalSettings(attack="pgd", eps=0.1, steps=20)
-    >>> settings.eot_for(noise_scale=0.2, noise_at_eval=True)
-    8
+    >>> EvalSettings(attack="pgd", eps=0.1, steps=20).eot_samples is None   # 8 if noisy, else 1
+    True
 """
 
 from __future__ import annotations
@@ -51,11 +50,6 @@ class EvalSettings:
         if self.max_examples is not None and self.max_examples < 1:
             raise ValueError(f"max_examples: expected >= 1 or None, got {self.max_examples!r}")
 
-    def eot_for(self, noise_scale: float, noise_at_eval: bool) -> int:
-        if self.eot_samples is not None:
-            return self.eot_samples
-        return 8 if noise_scale > 0 and noise_at_eval else 1
-
 
 def final_evaluation(model: torch.nn.Module, config: TrainConfig, splits: DataSplits,
                      settings: EvalSettings, generator: torch.Generator | None = None
@@ -70,7 +64,7 @@ def final_evaluation(model: torch.nn.Module, config: TrainConfig, splits: DataSp
     result = robustness(model, test, attack=settings.attack, eps=settings.eps,
                         steps=settings.steps, step_size=settings.step_size,
                         restarts=settings.restarts,
-                        eot_samples=settings.eot_for(config.noise_scale, config.noise_at_eval),
+                        eot_samples=settings.eot_samples,   # None: robustness() picks 8 if noisy
                         device=device, generator=generator)
     x = torch.stack([test[i][0] for i in range(min(len(test), 512))]).to(device)
     with torch.no_grad(), recording(model) as potentials:

@@ -39,6 +39,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import shlex
 import time
@@ -195,6 +196,22 @@ def _auth_mode(address: str, timeout_s: float) -> str | None:
 # ----------------------------------------------------------------------------- jobs client
 
 
+@contextlib.contextmanager
+def _quiet_packaging() -> Iterator[None]:
+    """Hide Ray's per-file packaging chatter (and its notes on .git/.venv, which
+    :data:`EXCLUDES` leaves out anyway) while the working_dir is zipped and uploaded."""
+    names = ("ray._private.runtime_env", "ray.dashboard.modules.dashboard_sdk")
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
 class JobsClient:
     """:class:`ray.job_submission.JobSubmissionClient` with token handling and clear errors.
 
@@ -268,7 +285,7 @@ class JobsClient:
                submission_id: str | None = None,
                metadata: Mapping[str, str] | None = None) -> str:
         """Submit ``entrypoint``; returns the submission id (the job id to use everywhere)."""
-        with self._errors("submit the job"):
+        with self._errors("submit the job"), _quiet_packaging():
             return self._client.submit_job(entrypoint=entrypoint, runtime_env=dict(runtime_env),
                                            submission_id=submission_id,
                                            metadata=dict(metadata or {}))

@@ -347,12 +347,6 @@ class EvaluationSpec(_Frozen):
     eot_samples: Annotated[int, Strict(), Field(ge=1)] | None = None
     max_examples: Annotated[int, Strict(), Field(ge=1)] | None = None
 
-    def eot_samples_for(self, config: TrainConfig) -> int:
-        """EOT samples to use for a model trained with ``config``."""
-        if self.eot_samples is not None:
-            return self.eot_samples
-        return 8 if config.noise_scale > 0 and config.noise_at_eval else 1
-
 
 class MlflowSpec(_Frozen):
     """Where trials are logged. None values are filled in when the spec is validated:
