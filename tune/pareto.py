@@ -71,6 +71,8 @@ class Objective:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"Objective.name: expected a non-empty string, got {self.name!r}")
+        # A str-valued enum (e.g. tune.constraints.Metric) prints as "Metric.X": keep its value.
+        object.__setattr__(self, "name", str(getattr(self.name, "value", self.name)))
         direction = as_enum(Direction, self.direction, "Objective.direction")
         object.__setattr__(self, "direction", direction)
         ref = self.reference
