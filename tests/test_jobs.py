@@ -239,6 +239,30 @@ def test_address_and_default(client_env, monkeypatch):
         JobsClient(f"http://127.0.0.1:{port}", timeout_s=2)
 
 
+def test_parent_run_of_a_stopped_or_failed_job_is_closed(tmp_path):
+    from types import SimpleNamespace
+
+    from tune.tracking import SweepTracker
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    parents = []
+    for name in ("s0", "s1"):
+        tracker = SweepTracker(uri, "jobs", name, "h", {}, git_commit="x",
+                               objectives=[("clean_acc", "max")])
+        parents.append(tracker.start())  # RUNNING, as a submitted job leaves it
+    client = MlflowClient(uri)
+    info = [SimpleNamespace(metadata={"tgo.tracking_uri": uri, "tgo.parent_run_id": run_id})
+            for run_id in parents]
+    assert jobs.close_parent_run(info[0], "STOPPED") == "KILLED"
+    assert jobs.close_parent_run(info[1], "FAILED") == "FAILED"
+    assert [client.get_run(r).info.status for r in parents] == ["KILLED", "FAILED"]
+    assert jobs.close_parent_run(info[0], "STOPPED") is None  # no longer RUNNING
+    assert jobs.close_parent_run(SimpleNamespace(metadata={}), "FAILED") is None
+    client.update_run(parents[0], status="RUNNING")
+    assert jobs.close_parent_run(info[0], "SUCCEEDED") is None  # the sweep closes its own
+    assert client.get_run(parents[0]).info.status == "RUNNING"
+
+
 def _tiny_spec(folder: Path, filename: str = "jobs-tiny.yaml", **changes) -> Path:
     spec = {"name": "jobs-tiny", "dataset": "digits", "model": "digits_cnn", "epochs": 1,
             "train": {"batch_size": 64, "val_subset": 32, "val_steps": 1, "device": "cpu"},
@@ -345,8 +369,8 @@ def test_submit_sweep_runs_and_jobs_commands_report_it(secured, client_env, tmp_
     assert code == 0, out
     job_id = next(line.split()[-1] for line in out.splitlines() if line.startswith("job id:"))
     assert job_id.startswith("tgo-jobs-tiny-")
-    assert f"Ray dashboard: {secured.address}/#/jobs/{job_id}" in out
-    parent = out.split("MLflow run:   parent run ")[1].split()[0]
+    assert f"Ray dashboard:  {secured.address}/#/jobs/{job_id}" in out
+    parent = out.split("MLflow run:     parent run ")[1].split()[0]
     assert f"job {job_id}: SUCCEEDED" in out
     assert "sweep 'jobs-tiny': 2 trials, 2 finished" in out  # the job's own log, followed
 

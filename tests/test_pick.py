@@ -165,7 +165,8 @@ def test_front_is_read_with_full_params_and_model(front, sweep):
 
 def test_objectives_read_from_the_parent_tag_in_either_spelling():
     # tune.runner passes Metric enums as names, so a real parent may say Metric.CLEAN_ACC
-    for tag in ("clean_acc (max),spike_rate (min)", "Metric.CLEAN_ACC (max),Metric.SPIKE_RATE (min)"):
+    for tag in ("clean_acc (max),spike_rate (min)",
+                "Metric.CLEAN_ACC (max),Metric.SPIKE_RATE (min)"):
         objectives = picking._objectives({"tgo.objectives": tag}, {})
         assert [(o.name, o.direction.value) for o in objectives] == [("clean_acc", "max"),
                                                                       ("spike_rate", "min")]

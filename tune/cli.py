@@ -143,13 +143,14 @@ def _cmd_submit(ns: argparse.Namespace) -> int:
         raise JobError(f"{exc}; the sweep was not submitted") from None
     for warning in sweep.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    mlflow_run = sweep.mlflow_url or f"parent run {sweep.parent_run_id} in {sweep.tracking_uri}"
     print(f"submitted sweep {sweep.sweep_name!r} as Ray Job {sweep.job_id}")
-    print(f"job id:       {sweep.job_id}")
-    print(f"Ray dashboard: {sweep.dashboard_url}")
-    print(f"MLflow run:   {sweep.mlflow_url or f'parent run {sweep.parent_run_id} in {sweep.tracking_uri}'}")
-    print(f"Ray results:  {sweep.storage_path} (on the cluster)")
-    print(f"follow it:    tgo jobs logs {sweep.job_id} --follow --address {sweep.address}")
-    print(f"pick from it: tgo pick {sweep.sweep_name} --tracking-uri {sweep.tracking_uri} "
+    print(f"job id:         {sweep.job_id}")
+    print(f"Ray dashboard:  {sweep.dashboard_url}")
+    print(f"MLflow run:     {mlflow_run}")
+    print(f"Ray results:    {sweep.storage_path} (on the cluster)")
+    print(f"follow it:      tgo jobs logs {sweep.job_id} --follow --address {sweep.address}")
+    print(f"pick from it:   tgo pick {sweep.sweep_name} --tracking-uri {sweep.tracking_uri} "
           f"--experiment {sweep.experiment} --require ... --maximize ...", flush=True)
     if not ns.wait:
         return 0

@@ -59,9 +59,13 @@ __all__ = [
     "RayToken",
     "SPEC_ENV",
     "SubmittedSweep",
+    "close_parent_run",
     "default_address",
+    "describe_job",
+    "format_jobs",
     "project_root",
     "project_runtime_env",
+    "pyproject_requirements",
     "resolve_token",
     "submission_tracking_uri",
     "submit_sweep",
@@ -166,11 +170,10 @@ def _missing_token(address: str) -> JobAuthError:
         "RAY_AUTH_TOKEN_PATH to its file (`ray get-auth-token` on the head node prints it)")
 
 
-def _rejected_token(address: str, token: RayToken | None, detail: str = "") -> JobAuthError:
+def _rejected_token(address: str, token: RayToken | None) -> JobAuthError:
     where = f"the token from {token.source}" if token else "the token sent"
-    extra = f" ({detail.strip()})" if detail.strip() else ""
     return JobAuthError(
-        f"the Ray cluster at {address} rejected {where}{extra}: it is not the head's token. "
+        f"the Ray cluster at {address} rejected {where}: it is not the head's token. "
         "Use the head node's token (`ray get-auth-token` there) through --token-file, "
         "RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH")
 
@@ -254,6 +257,7 @@ class JobsClient:
     @contextlib.contextmanager
     def _errors(self, action: str, job_id: str | None = None) -> Iterator[None]:
         """Ray's exceptions as JobError / JobAuthError with one line saying what failed."""
+        import aiohttp
         import requests
         from ray.exceptions import AuthenticationError
 
@@ -264,7 +268,8 @@ class JobsClient:
             if text.startswith("Authentication required") or self.token is None:
                 raise _missing_token(self.address) from None
             raise _rejected_token(self.address, self.token) from None
-        except (requests.exceptions.ConnectionError, ConnectionError) as exc:
+        except (requests.exceptions.ConnectionError, ConnectionError,
+                aiohttp.ClientError) as exc:
             raise JobError(f"address: lost the Ray dashboard at {self.address} while trying "
                            f"to {action} ({exc})") from None
         except RuntimeError as exc:
@@ -437,8 +442,10 @@ def sweep_entrypoint(spec_file: str, parent_run_id: str, python: str = "python")
     """The job's shell command: write the spec from :data:`SPEC_ENV`, run the sweep.
 
     Example:
-        >>> sweep_entrypoint(".tgo-spec-x.yaml", "abc")
-        'printenv TGO_SWEEP_SPEC > .tgo-spec-x.yaml && python -m tgo.cli sweep run .tgo-spec-x.yaml --address auto --parent-run-id abc'
+        >>> for part in sweep_entrypoint(".s.yaml", "abc").split(" && "):
+        ...     print(part)
+        printenv TGO_SWEEP_SPEC > .s.yaml
+        python -m tgo.cli sweep run .s.yaml --address auto --parent-run-id abc
     """
     q = shlex.quote
     return (f"printenv {SPEC_ENV} > {q(spec_file)} && {python} -m tgo.cli sweep run "

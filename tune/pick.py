@@ -50,6 +50,7 @@ __all__ = [
     "DEPLOY_ALIAS",
     "DeployCheck",
     "FrontMember",
+    "NUMERIC_FIELDS",
     "PickResult",
     "Registration",
     "Requirement",
@@ -265,8 +266,11 @@ def _emptiers(members: Sequence[FrontMember], reqs: Sequence[Requirement]) -> li
     for req in reqs:
         if not any(req.holds(m.value(req.name)) for m in members):
             values = [m.value(req.name) for m in members if _is_number(m.value(req.name))]
-            best = (max(values) if req.op in (">=", ">") else min(values)) if values else None
-            near = "" if best is None else f" (closest on the front: {_show(best)})"
+            near = ""
+            if values:
+                best = (max(values) if req.op in (">=", ">") else min(values)
+                        if req.op in ("<=", "<") else min(values, key=lambda v: abs(v - req.value)))
+                near = f" (closest on the front: {_show(best)})"
             lines.append(f"'{req}' empties the front by itself: no member meets it{near}")
     if lines:
         return lines
@@ -319,8 +323,11 @@ def pick(front: SweepFront, requirements: Sequence[Requirement | str],
                      for s, v in zip(sign, values)) + (m.trial_id,)
 
     chosen = min(scorable, key=key) if scorable else None
-    why = () if feasible else tuple(_emptiers(front.members, reqs)) if front.members else (
-        "the sweep has no Pareto front yet (no finished trial is tagged pareto=true)",)
+    why: tuple[str, ...] = ()
+    if not front.members:
+        why = ("the sweep has no Pareto front yet (no finished trial is tagged pareto=true)",)
+    elif not feasible:
+        why = tuple(_emptiers(front.members, reqs))
     return PickResult(front, reqs, goal, failures, feasible, chosen, why)
 
 
@@ -337,8 +344,10 @@ def format_pick(result: PickResult) -> str:
     rows = []
     for m in sorted(front.members, key=lambda m: (m is not result.chosen, m.trial_id)):
         fails = result.failures[m.run_id]
-        verdict = ("CHOSEN" if m is result.chosen else
-                   "excluded: " + "; ".join(fails) if fails else "feasible")
+        if m is result.chosen:
+            verdict = "CHOSEN"
+        else:
+            verdict = "excluded: " + "; ".join(fails) if fails else "feasible"
         rows.append([m.trial_id, *(_show(m.value(c)) for c in metric_cols),
                      *(_show(m.params.get(c)) for c in param_cols), verdict])
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
@@ -494,11 +503,13 @@ class DeployCheck:
         return exact and close
 
     def describe(self) -> str:
-        lines = [f"{self.model_uri}: clean accuracy {self.clean_acc_noise_off:.4f} on "
-                 f"{self.n_test} test examples with noise off"
-                 + ("" if self.expected_noise_off is None else
-                    f" (at pick time: {self.expected_noise_off:.4f}, "
-                    f"{'same' if self.clean_acc_noise_off == self.expected_noise_off else 'DIFFERENT'})")]
+        first = (f"{self.model_uri}: clean accuracy {self.clean_acc_noise_off:.4f} on "
+                 f"{self.n_test} test examples with noise off")
+        if self.expected_noise_off is not None:
+            same = self.clean_acc_noise_off == self.expected_noise_off
+            first += (f" (at pick time: {self.expected_noise_off:.4f}, "
+                      f"{'same' if same else 'DIFFERENT'})")
+        lines = [first]
         if self.reported_clean_acc is not None:
             diff = abs(self.clean_acc_as_evaluated - self.reported_clean_acc)
             lines.append(f"{self.clean_acc_as_evaluated:.4f} with noise as evaluated on "
