@@ -258,8 +258,8 @@ def test_spec_run_matches_the_function(trained, test_batch):
 
 
 def test_unknown_attack_lists_valid_names():
-    with pytest.raises(ValueError, match=r"attack: expected one of 'fgsm', 'pgd', got 'apgd'"):
-        make_attack("apgd", eps=0.1)
+    with pytest.raises(ValueError, match=r"attack: expected one of 'fgsm', 'pgd', 'apgd', got 'cw'"):
+        make_attack("cw", eps=0.1)
     with pytest.raises(ValueError, match=r"unknown setting\(s\) \['stepz'\]"):
         make_attack("pgd", eps=0.1, stepz=3)
 

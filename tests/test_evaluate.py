@@ -145,7 +145,7 @@ def test_result_describe_and_metrics():
     ({"step_size": -1.0}, r"^step_size: expected None or a number > 0, got -1.0"),
     ({"batch_size": 0}, r"^batch_size: expected an integer >= 1, got 0"),
     ({"max_examples": 0}, r"^max_examples: expected None or an integer >= 1, got 0"),
-    ({"attack": "cw"}, r"^attack: expected one of 'fgsm', 'pgd', got 'cw'"),
+    ({"attack": "cw"}, r"^attack: expected one of 'fgsm', 'pgd', 'apgd', got 'cw'"),
     ({"noise": "yes"}, r"^noise: expected None, True or False, got 'yes'"),
 ])
 def test_bad_input_raises_value_error_naming_the_field(trained, held_out, kw, message):

@@ -4,6 +4,8 @@ is importable, ``tgo sweep ...`` and ``tgo pareto``.
 Usage:
     tgo train --dataset digits --margin-weight 0 --noise-scale 0 --out out/plain
     tgo evaluate out/plain/checkpoint.pt --attack pgd --eps 0.1 --steps 20
+    tgo evaluate out/tgo/checkpoint.pt --attacks pgd,apgd,transfer --transfer-source \
+        out/plain/checkpoint.pt --surrogate atan --noise off
 
 Bad input prints one line, ``error: <field>: expected ..., got ...``, and exits with 2.
 """
@@ -117,10 +119,40 @@ def _cmd_train(ns: argparse.Namespace) -> int:
     return 0
 
 
+#: Names ``--attacks`` takes besides the white-box :class:`~tgo.config.Attack` members.
+_TRANSFER = "transfer"
+
+
+def _attack_names(text: str, transfer_source: str | None) -> list[str]:
+    """Validate ``--attacks`` (and ``--transfer-source``) before any model is loaded."""
+    valid = [a.value for a in Attack] + [_TRANSFER]
+    names = [n.strip().lower() for n in text.split(",") if n.strip()]
+    bad = [n for n in names if n not in valid]
+    if not names or bad:
+        raise ValueError(f"attacks: expected a comma-separated list of "
+                         f"{', '.join(repr(v) for v in valid)}, got {text!r}")
+    if _TRANSFER in names and not transfer_source:
+        raise ValueError("transfer-source: expected a plain checkpoint for the 'transfer' "
+                         "attack (--transfer-source PLAIN_CHECKPOINT), got none")
+    return names
+
+
+def _print_table(results: list) -> None:
+    header = ("attack", "eps", "steps", "EOT", "noise", "surrogate", "robust acc")
+    rows = [(r.describe().split(", noise ")[0], f"{r.eps:g}", str(r.steps),
+             str(r.eot_samples), "on" if r.noise_on else "off",
+             r.surrogate.value if r.surrogate is not None else "training's",
+             f"{r.robust_acc:.4f}") for r in results]
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
+    for row in (header, *rows):
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+
+
 def _cmd_evaluate(ns: argparse.Namespace) -> int:
     from tgo import checkpoint, data
     from tgo.evaluate import robustness
 
+    names = None if ns.attacks is None else _attack_names(ns.attacks, ns.transfer_source)
     model, config = checkpoint.load_model(ns.checkpoint)
     splits = data.load(config.dataset, seed=config.seed, data_dir=ns.data_dir or config.data_dir,
                        download=False, val_fraction=config.val_fraction,
@@ -131,13 +163,30 @@ def _cmd_evaluate(ns: argparse.Namespace) -> int:
     if settings.max_examples is not None and settings.max_examples < len(test):
         from torch.utils.data import Subset
         test = Subset(test, range(settings.max_examples))
-    result = robustness(model, test, attack=settings.attack, eps=settings.eps,
-                        steps=settings.steps, step_size=settings.step_size,
-                        restarts=settings.restarts, eot_samples=settings.eot_samples,
-                        noise=noise)
+    common = dict(eps=settings.eps, steps=settings.steps, step_size=settings.step_size,
+                  restarts=settings.restarts, eot_samples=settings.eot_samples, noise=noise,
+                  surrogate=ns.surrogate)
+    if names is not None:
+        source = None
+        if _TRANSFER in names:
+            source, _ = checkpoint.load_model(ns.transfer_source)
+        results = [robustness(model, test, attack="pgd", source=source,
+                              source_label=ns.transfer_source, **common)
+                   if name == _TRANSFER else robustness(model, test, attack=name, **common)
+                   for name in names]
+    else:
+        result = robustness(model, test, attack=settings.attack, **common)
     print(f"checkpoint: {ns.checkpoint} ({config.model.value} on {config.dataset.value}, "
           f"T={config.timesteps}, lambda={config.margin_weight}, delta={config.margin}, "
           f"sigma={config.noise_scale})")
+    if names is not None:
+        print(f"clean accuracy:  {results[0].clean_acc:.4f} on {results[0].n_examples} "
+              "examples")
+        _print_table(results)
+        if ns.json:
+            print(json.dumps([{"eval_description": r.describe(), **r.as_metrics()}
+                              for r in results]))
+        return 0
     print(f"clean accuracy:  {result.clean_acc:.4f}")
     print(f"robust accuracy: {result.robust_acc:.4f}  [{result.describe()}]")
     if ns.json:
@@ -165,6 +214,15 @@ def build_parser() -> argparse.ArgumentParser:
                           help="membrane noise during the evaluation (auto: as trained)")
     evaluate.add_argument("--data-dir", default=None)
     evaluate.add_argument("--json", action="store_true", help="also print the metrics as JSON")
+    evaluate.add_argument("--attacks", default=None, metavar="LIST",
+                          help="comma-separated attacks, one table row each: "
+                               f"{', '.join(a.value for a in Attack)}, {_TRANSFER} "
+                               "(overrides --attack)")
+    evaluate.add_argument("--surrogate", default=None,
+                          help="the attacker's surrogate gradient (sigmoid, atan, triangle, "
+                               "erf; default: training's)")
+    evaluate.add_argument("--transfer-source", default=None, metavar="PLAIN_CHECKPOINT",
+                          help="independently trained model the 'transfer' attack runs on")
     _add_eval_arguments(evaluate)
     evaluate.set_defaults(func=_cmd_evaluate)
 

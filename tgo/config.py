@@ -54,6 +54,7 @@ class Regime(str, enum.Enum):
 class Attack(str, enum.Enum):
     FGSM = "fgsm"
     PGD = "pgd"
+    APGD = "apgd"
 
 
 class Surrogate(str, enum.Enum):

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from tgo.attacks.presets import AttackSpec, make_attack
 from tgo.attacks.stateless import as_stateless, eval_mode
-from tgo.config import Attack
+from tgo.config import Attack, Surrogate
 from tgo.neurons import is_stochastic, noise as forced_noise
 
 __all__ = ["DEFAULT_EOT_SAMPLES", "RobustnessResult", "robustness"]
@@ -47,6 +47,9 @@ class RobustnessResult:
         eot_samples: noise draws averaged per gradient.
         noise_on: whether the model drew membrane noise during the evaluation.
         n_examples: examples evaluated.
+        surrogate: the attacker's surrogate gradient, when it differed from training's.
+        source: label of the source model of a black-box transfer attack (the attack ran
+            on it, the accuracies are the target's); None for a white-box attack.
     """
 
     clean_acc: float
@@ -59,13 +62,18 @@ class RobustnessResult:
     eot_samples: int
     noise_on: bool
     n_examples: int
+    surrogate: Surrogate | None = None
+    source: str | None = None
 
     def describe(self) -> str:
         """One line, e.g. ``"PGD-20 (eps 0.1, step 0.0125, 1 restart) EOT-8, noise on:
         robust 41.2% / clean 95.3% on 360 examples"``."""
         spec = AttackSpec(self.attack, eps=self.eps, steps=self.steps, step_size=self.step_size,
-                          restarts=self.restarts, eot_samples=self.eot_samples)
-        return (f"{spec.describe()}, noise {'on' if self.noise_on else 'off'}: "
+                          restarts=self.restarts, eot_samples=self.eot_samples,
+                          surrogate=self.surrogate)
+        text = spec.describe() if self.source is None else \
+            f"transfer from {self.source}: {spec.describe()}"
+        return (f"{text}, noise {'on' if self.noise_on else 'off'}: "
                 f"robust {100 * self.robust_acc:.1f}% / clean {100 * self.clean_acc:.1f}% "
                 f"on {self.n_examples} examples")
 
@@ -75,7 +83,7 @@ class RobustnessResult:
         ``{prefix}clean_acc`` and ``{prefix}robust_acc``, plus (with ``include_attack``) the
         attack's description as ``{prefix}eval_attack``, ``eval_eps``, ``eval_steps``,
         ``eval_step_size``, ``eval_restarts``, ``eval_eot_samples``, ``eval_noise`` and
-        ``eval_n``.
+        ``eval_n``; ``eval_surrogate`` and ``eval_source`` only when set.
 
         Example:
             >>> r = RobustnessResult(0.9, 0.4, Attack.PGD, 0.1, 10, 0.025, 1, 8, True, 100)
@@ -95,6 +103,10 @@ class RobustnessResult:
                 f"{prefix}eval_noise": self.noise_on,
                 f"{prefix}eval_n": self.n_examples,
             })
+            if self.surrogate is not None:
+                out[f"{prefix}eval_surrogate"] = self.surrogate.value
+            if self.source is not None:
+                out[f"{prefix}eval_source"] = self.source
         return out
 
 
@@ -131,6 +143,11 @@ def _model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+def _stochastic_in_eval(model: nn.Module) -> bool:
+    with eval_mode(model):
+        return is_stochastic(model)
+
+
 def robustness(
     model: nn.Module,
     data: Data,
@@ -146,6 +163,9 @@ def robustness(
     max_examples: int | None = None,
     device: torch.device | str | None = None,
     generator: torch.Generator | None = None,
+    surrogate: Surrogate | str | None = None,
+    source: nn.Module | None = None,
+    source_label: str = "source model",
 ) -> RobustnessResult:
     """Clean and robust accuracy of ``model`` on ``data`` under an L-inf attack.
 
@@ -163,7 +183,7 @@ def robustness(
     Args:
         model: classifier taking [B, C, H, W] pixels in [0, 1] and returning logits.
         data: a ``Dataset`` or ``DataLoader`` yielding ``(x, y, ...)``, or an ``(x, y)`` pair.
-        attack: ``"fgsm"`` or ``"pgd"``.
+        attack: ``"fgsm"``, ``"pgd"`` or ``"apgd"``.
         eps: L-inf radius on [0, 1] pixels.
         steps, step_size, restarts: PGD budget (FGSM ignores them); ``step_size=None`` is
             ``2.5 * eps / steps``.
@@ -178,6 +198,13 @@ def robustness(
         device: where to evaluate; None uses the model's device. A given device moves the
             model there (in place).
         generator: seeds PGD's random starts.
+        surrogate: the attacker's surrogate gradient, swapped in around the attack only
+            (None: training's).
+        source: black-box transfer: craft the attack on this (independently trained)
+            model and judge it on ``model``. Noise forcing applies to ``model`` only; with
+            ``eot_samples=None`` the draws follow the source's stochasticity. The source is
+            moved to ``model``'s device.
+        source_label: how the result names the source (e.g. its checkpoint path).
 
     Returns:
         A :class:`RobustnessResult`.
@@ -194,7 +221,10 @@ def robustness(
         raise ValueError(f"noise: expected None, True or False, got {noise!r}")
     # Validate the attack settings before any forward pass.
     make_attack(attack, eps=eps, steps=steps, step_size=step_size, restarts=restarts,
-                eot_samples=eot_samples or 1)
+                eot_samples=eot_samples or 1, surrogate=surrogate)
+    if source is not None and not isinstance(source, nn.Module):
+        raise ValueError(f"source: expected None or a torch.nn.Module, got "
+                         f"{type(source).__name__}")
     if model.training:
         warnings.warn("robustness: the model is in training mode; evaluating it in eval mode "
                       "(and restoring training mode afterwards). Call model.eval() first.",
@@ -202,13 +232,17 @@ def robustness(
     if device is not None:
         model.to(device)
     device = _model_device(model)
+    if source is not None:
+        source.to(device)
+    attacked = model if source is None else source
     noise_ctx = contextlib.nullcontext() if noise is None else forced_noise(model, noise)
     with eval_mode(model), noise_ctx:
         noise_on = is_stochastic(model)
         if eot_samples is None:
-            eot_samples = DEFAULT_EOT_SAMPLES if noise_on else 1
+            stochastic = noise_on if source is None else _stochastic_in_eval(source)
+            eot_samples = DEFAULT_EOT_SAMPLES if stochastic else 1
         spec = make_attack(attack, eps=eps, steps=steps, step_size=step_size,
-                           restarts=restarts, eot_samples=eot_samples)
+                           restarts=restarts, eot_samples=eot_samples, surrogate=surrogate)
         net = as_stateless(model)
         n = clean = robust = 0
         for x, y in _batches(data, batch_size):
@@ -224,7 +258,7 @@ def robustness(
             clean += int(correct.sum())
             if correct.any():
                 x_ok, y_ok = x[correct], y[correct]
-                x_adv = spec.run(model, x_ok, y_ok, generator=generator)
+                x_adv = spec.run(attacked, x_ok, y_ok, generator=generator)
                 with torch.no_grad():
                     robust += int((net(x_adv).argmax(dim=1) == y_ok).sum())
             if max_examples is not None and n >= max_examples:
@@ -234,4 +268,5 @@ def robustness(
     return RobustnessResult(clean_acc=clean / n, robust_acc=robust / n, attack=spec.name,
                             eps=spec.eps, steps=spec.steps, step_size=spec.step_size,
                             restarts=spec.restarts, eot_samples=spec.eot_samples,
-                            noise_on=noise_on, n_examples=n)
+                            noise_on=noise_on, n_examples=n, surrogate=spec.surrogate,
+                            source=None if source is None else source_label)
