@@ -28,8 +28,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from tgo.attacks.gradient import (Loss, _attack_context, _check_inputs, _eot_grad, _eot_verdict,
-                                  _normal, _project, _random_start, check_budget)
+from tgo.attacks.gradient import (Loss, _attack_context, _check_inputs, _eot_grad, _normal,
+                                  _project, _random_start, check_budget, with_restarts)
 from tgo.config import as_enum
 
 __all__ = ["MOMENTUM", "RHO", "apgd", "checkpoints"]
@@ -144,21 +144,6 @@ def apgd(
     run = dict(eps=eps, steps=steps, eot_samples=eot_samples, loss=loss,
                max_batch=max_batch, generator=generator)
     with _attack_context(model) as net:
-        x, y = _normal(x), _normal(y)
-        best = _apgd_once(net, x, y, **run)
-        if restarts == 1:
-            return best.detach()
-        best_loss, fooled = _eot_verdict(net, best, y, eot_samples, loss, max_batch)
-        for _ in range(restarts - 1):
-            todo = (~fooled).nonzero().squeeze(1)
-            if todo.numel() == 0:
-                break
-            cand = _apgd_once(net, x[todo], y[todo], **run)
-            cand_loss, cand_fooled = _eot_verdict(net, cand, y[todo], eot_samples, loss,
-                                                  max_batch)
-            better = cand_fooled | (cand_loss > best_loss[todo])
-            take = todo[better]
-            best[take] = cand[better]
-            best_loss[take] = cand_loss[better]
-            fooled[take] = cand_fooled[better]
-        return best.detach()
+        return with_restarts(net, _normal(x), _normal(y),
+                             lambda xs, ys: _apgd_once(net, xs, ys, **run),
+                             restarts, eot_samples, loss, max_batch)

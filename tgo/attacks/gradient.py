@@ -29,7 +29,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import math
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -314,21 +314,29 @@ def pgd(
     run = dict(eps=eps, steps=steps, step_size=step, random_start=random_start,
                eot_samples=eot_samples, loss=loss, max_batch=max_batch, generator=generator)
     with _attack_context(model) as net:
-        x, y = _normal(x), _normal(y)
-        best = _pgd_once(net, x, y, **run)
-        if restarts == 1:
-            return best.detach()
-        best_loss, fooled = _eot_verdict(net, best, y, eot_samples, loss, max_batch)
-        for _ in range(restarts - 1):
-            todo = (~fooled).nonzero().squeeze(1)
-            if todo.numel() == 0:
-                break
-            cand = _pgd_once(net, x[todo], y[todo], **run)
-            cand_loss, cand_fooled = _eot_verdict(net, cand, y[todo], eot_samples, loss,
-                                                  max_batch)
-            better = cand_fooled | (cand_loss > best_loss[todo])
-            take = todo[better]
-            best[take] = cand[better]
-            best_loss[take] = cand_loss[better]
-            fooled[take] = cand_fooled[better]
+        return with_restarts(net, _normal(x), _normal(y),
+                             lambda xs, ys: _pgd_once(net, xs, ys, **run),
+                             restarts, eot_samples, loss, max_batch)
+
+
+def with_restarts(net: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                  once: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], restarts: int,
+                  eot_samples: int, loss: Loss, max_batch: int | None) -> torch.Tensor:
+    """Run ``once`` (one attack from a fresh start), then re-run it ``restarts - 1`` times
+    on the examples not yet fooled; each keeps its first success, else its highest loss."""
+    best = once(x, y)
+    if restarts == 1:
         return best.detach()
+    best_loss, fooled = _eot_verdict(net, best, y, eot_samples, loss, max_batch)
+    for _ in range(restarts - 1):
+        todo = (~fooled).nonzero().squeeze(1)
+        if todo.numel() == 0:
+            break
+        cand = once(x[todo], y[todo])
+        cand_loss, cand_fooled = _eot_verdict(net, cand, y[todo], eot_samples, loss, max_batch)
+        better = cand_fooled | (cand_loss > best_loss[todo])
+        take = todo[better]
+        best[take] = cand[better]
+        best_loss[take] = cand_loss[better]
+        fooled[take] = cand_fooled[better]
+    return best.detach()
