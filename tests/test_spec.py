@@ -73,7 +73,7 @@ def test_digits_quick_is_the_documented_default() -> None:
     assert spec.space["timesteps"].values == [2, 4]
     assert (spec.sampler.type, spec.sampler.seed) == (SamplerName.NSGA2, 0)
     assert (spec.pruner.type, spec.pruner.eta, spec.pruner.grace_epochs) == (
-        PrunerName.MO_ASHA, 3, 2)
+        PrunerName.MO_ASHA, 3, 1)
     assert (spec.num_samples, spec.max_concurrent, spec.resources.cpu) == (8, 2, 1.0)
     assert (spec.evaluation.attack.value, spec.evaluation.eps, spec.evaluation.steps) == (
         "pgd", 0.1, 10)
