@@ -13,6 +13,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -24,7 +25,9 @@ def mlflow_ui_command(tracking_uri: str) -> str:
     """The command that opens the MLflow UI on ``tracking_uri``."""
     if tracking_uri.startswith(("http://", "https://")):
         return f"open {tracking_uri}"
-    return f"mlflow ui --backend-store-uri {tracking_uri} --host 127.0.0.1 --port 5000"
+    beside = Path(sys.executable).parent / "mlflow"   # the venv's mlflow, as `make` runs it
+    exe = os.path.relpath(beside) if beside.exists() else "mlflow"
+    return f"{exe} ui --backend-store-uri {tracking_uri} --host 127.0.0.1 --port 5000"
 
 
 def _fmt(value: Any) -> str:
