@@ -27,11 +27,12 @@ from tgo.neurons import recording
 BATCH = {"digits_cnn": 64, "mnist_cnn": 64, "vgg11": 16, "wrn16": 16}
 
 
-def make_step(model_name: str, tgo: bool, timesteps: int, device: torch.device, batch: int):
+def make_step(model_name: str, tgo: bool, timesteps: int, device: torch.device, batch: int,
+              noise_scale: float = 0.2, guard: bool = True):
     shape = INPUT_SHAPES[model_name]
     if tgo:
         model = build(model_name, 10, timesteps, [0.5] * shape[0], [0.25] * shape[0],
-                      NeuronSettings(noise_scale=0.2))
+                      NeuronSettings(noise_scale=noise_scale))
     else:
         model = build(model_name, 10, timesteps, [0.5] * shape[0], [0.25] * shape[0],
                       neuron_factory=lambda: neuron.LIFNode(step_mode="m"))
@@ -45,7 +46,8 @@ def make_step(model_name: str, tgo: bool, timesteps: int, device: torch.device, 
         if tgo:
             with recording(model) as potentials:
                 loss = F.cross_entropy(model(x), y)
-            loss = loss + 0.5 * threshold_guard_loss(potentials, 1.0, 0.5)
+            if guard:
+                loss = loss + 0.5 * threshold_guard_loss(potentials, 1.0, 0.5)
         else:
             loss = F.cross_entropy(model(x), y)
         loss.backward()
@@ -71,6 +73,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30, help="timed steps per variant")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also time NoisyLIFNode without noise and without the guard loss")
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
@@ -90,6 +94,29 @@ def main() -> None:
         p, t = statistics.median(times["plain"]), statistics.median(times["tgo"])
         print(f"{name:<12}{batch:>6}{p * 1e3:>10.2f}{t * 1e3:>10.2f}{t / p:>11.3f}"
               f"{batch / p:>13.0f}{batch / t:>11.0f}")
+        if args.breakdown:
+            breakdown(name, plain, args, device, batch)
+
+
+def breakdown(name: str, plain, args, device: torch.device, batch: int) -> None:
+    """Where TGO's extra time goes: our neuron alone, + noise, + guard loss."""
+    variants = {
+        "plain LIFNode": plain,
+        "NoisyLIF sigma=0, recording": make_step(name, True, args.timesteps, device, batch,
+                                                 noise_scale=0.0, guard=False),
+        "+ noise sigma=0.2": make_step(name, True, args.timesteps, device, batch, guard=False),
+        "+ guard loss (= TGO)": make_step(name, True, args.timesteps, device, batch),
+    }
+    for step in variants.values():
+        step()
+    times = {k: [] for k in variants}
+    for _ in range(args.steps):
+        for k, step in variants.items():
+            times[k].append(timed(step, device))
+    base = statistics.median(times["plain LIFNode"])
+    for k, ts in times.items():
+        m = statistics.median(ts)
+        print(f"    {k:<30}{m * 1e3:>9.2f} ms  x{m / base:.3f}")
 
 
 if __name__ == "__main__":
