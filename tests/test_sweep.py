@@ -103,7 +103,7 @@ def test_sweep_end_to_end(tmp_path, ray_local, monkeypatch):
     assert [m.step for m in hv] == list(range(1, len(finished) + 1))
     assert math.isclose(hv[-1].value, outcome.hypervolume, rel_tol=1e-6)
 
-    # The sampler saw pruned trials as PRUNED (never COMPLETE with early values).
+    # The spec is saved beside Ray's results, for `tgo sweep resume`.
     saved = yaml.safe_load((outcome.experiment_path / "sweep_spec.yaml").read_text())
     assert saved["name"] == "e2e"
 

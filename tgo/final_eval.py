@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch.utils.data import Subset
 
+from tgo.attacks import check_budget
 from tgo.config import Attack, TrainConfig, as_enum
 from tgo.data import DataSplits
 from tgo.diagnostics import firing_rate, near_threshold_fraction
@@ -40,13 +41,9 @@ class EvalSettings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "attack", as_enum(Attack, self.attack, "attack"))
-        if not 0 <= self.eps <= 1:
-            raise ValueError(f"eps: expected in [0, 1], got {self.eps!r}")
-        for name in ("steps", "restarts"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}: expected >= 1, got {getattr(self, name)!r}")
-        if self.eot_samples is not None and self.eot_samples < 1:
-            raise ValueError(f"eot_samples: expected >= 1 or None, got {self.eot_samples!r}")
+        check_budget(eps=self.eps, steps=self.steps, step_size=self.step_size,
+                     restarts=self.restarts,
+                     eot_samples=1 if self.eot_samples is None else self.eot_samples)
         if self.max_examples is not None and self.max_examples < 1:
             raise ValueError(f"max_examples: expected >= 1 or None, got {self.max_examples!r}")
 

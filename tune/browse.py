@@ -6,7 +6,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -50,32 +49,14 @@ def find_parent_run(client: Any, experiment: str, sweep_name: str):
 
 def load_front(sweep: str, *, tracking_uri: str | None = None, experiment: str | None = None
                ) -> tuple[list[dict[str, Any]], list[str], list[str]]:
-    """The sweep's front members (rank 0), its objective names and searched param names."""
-    from mlflow import MlflowClient
+    """The sweep's front members (rank 0) as flat records, its objective names and
+    searched param names (read by :func:`tune.pick.load_front_members`)."""
+    from tune.pick import load_front_members
 
-    name, uri, exp, spec = resolve_sweep(sweep, tracking_uri, experiment)
-    client = MlflowClient(tracking_uri=uri)
-    parent = find_parent_run(client, exp, name)
-    params = parent.data.params
-    objectives = [k.split(".", 1)[1] for k in sorted(params) if k.startswith("objectives.")] \
-        if spec is None else list(spec.objective_names)
-    searched = sorted({k.split(".")[1] for k in params if k.startswith("space.")}) \
-        if spec is None else list(spec.space)
-    children = client.search_runs(
-        [parent.info.experiment_id],
-        filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}' "
-                      "and tags.pareto = 'true'")
-    front = []
-    for run in children:
-        record: dict[str, Any] = {"trial_id": run.data.tags.get("tgo.trial_id", run.info.run_name),
-                                  "run_id": run.info.run_id}
-        record.update({o: run.data.metrics.get(o) for o in objectives})
-        for p in searched:
-            value = run.data.params.get(p)
-            try:
-                record[p] = json.loads(value) if value is not None else None
-            except ValueError:
-                record[p] = value
-        record["eval"] = run.data.tags.get("eval_description")
-        front.append(record)
-    return front, objectives, searched
+    front = load_front_members(sweep, tracking_uri=tracking_uri, experiment=experiment)
+    objectives = [o.name for o in front.objectives]
+    records = [{"trial_id": m.trial_id, "run_id": m.run_id,
+                **{o: m.metrics.get(o) for o in objectives},
+                **{p: m.params.get(p) for p in front.searched},
+                "eval": m.evaluation.get("eval_description")} for m in front.members]
+    return records, objectives, list(front.searched)
