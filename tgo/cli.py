@@ -95,7 +95,11 @@ def _cmd_train(ns: argparse.Namespace) -> int:
     config = config_from_args(ns)
     settings = _eval_settings(ns)
     out = Path(ns.out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"out: expected a folder that can be created, got {ns.out!r} "
+                         f"({exc.strerror or exc})") from None
     print(f"training {config.model.value} on {config.dataset.value}: T={config.timesteps}, "
           f"lambda={config.margin_weight}, delta={config.margin}, sigma={config.noise_scale}, "
           f"regime={config.regime.value}, {config.epochs} epochs", flush=True)
@@ -243,6 +247,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except RuntimeError as err:
+        if type(err).__name__ != "TrackingUnavailable":  # tune.tracking's; tgo needs no tune
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

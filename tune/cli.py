@@ -4,6 +4,7 @@ Usage:
     tgo sweep run examples/digits-quick.yaml          # local Ray, sqlite MLflow store in cwd
     tgo sweep run SPEC --address ray://head:10001      # an existing Ray cluster
     tgo sweep resume runs/digits-quick                 # continue after a crash
+    tgo sweep sync runs/digits-quick                   # backfill MLflow after an outage
     tgo pareto digits-quick                            # the front, as a table
     tgo submit SPEC --address http://HEAD:8265 --tracking-uri http://MLFLOW:5000 [--wait]
     tgo jobs list | status ID | logs ID [--follow] | stop ID   [--address URL]
@@ -13,6 +14,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
@@ -71,11 +73,34 @@ def _print_outcome(outcome) -> None:
           f"--experiment {spec.mlflow.experiment}")
 
 
+def _console_log() -> None:
+    """Show this package's INFO messages (resume, outage, sync) on stdout, once."""
+    logger = logging.getLogger("tune")
+    if not any(getattr(h, "_tgo", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("[tgo] %(message)s"))
+        handler._tgo = True  # noqa: SLF001 (marks our handler)
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
+def _positive_int(text: str) -> int:
+    """argparse type of a count (``--num-samples``): an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1 or value > 2**63 - 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
 def _cmd_sweep_run(ns: argparse.Namespace) -> int:
     from tune.runner import run_sweep
     from tune.spec import load_spec
 
     spec = load_spec(ns.spec)
+    _console_log()
     if ns.num_samples is not None:
         spec = spec.model_copy(update={"num_samples": ns.num_samples})
     print(f"sweep {spec.name!r} (spec {spec.hash()}): {spec.num_samples} trials of "
@@ -89,7 +114,16 @@ def _cmd_sweep_run(ns: argparse.Namespace) -> int:
 def _cmd_sweep_resume(ns: argparse.Namespace) -> int:
     from tune.runner import resume_sweep
 
+    _console_log()
     _print_outcome(resume_sweep(ns.path, address=ns.address))
+    return 0
+
+
+def _cmd_sweep_sync(ns: argparse.Namespace) -> int:
+    from tune.sync import sync_sweep
+
+    _console_log()
+    print(sync_sweep(ns.path))
     return 0
 
 
@@ -256,7 +290,8 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     run.add_argument("spec", help="sweep spec, e.g. examples/digits-quick.yaml")
     run.add_argument("--address", default=None,
                      help="Ray cluster address (default: start Ray in this process)")
-    run.add_argument("--num-samples", type=int, default=None, help="override num_samples")
+    run.add_argument("--num-samples", type=_positive_int, default=None,
+                     help="override num_samples")
     run.add_argument("--parent-run-id", default=None,
                      help="log under this existing MLflow parent run (tgo submit makes one)")
     run.set_defaults(func=_cmd_sweep_run)
@@ -264,6 +299,9 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     resume.add_argument("path", help="<storage_path>/<sweep name>, e.g. runs/digits-quick")
     resume.add_argument("--address", default=None)
     resume.set_defaults(func=_cmd_sweep_resume)
+    sync = actions.add_parser("sync", help="log to MLflow what a sweep kept during an outage")
+    sync.add_argument("path", help="<storage_path>/<sweep name>, e.g. runs/digits-quick")
+    sync.set_defaults(func=_cmd_sweep_sync)
 
     pareto = sub.add_parser("pareto", help="print a sweep's Pareto front from MLflow")
     pareto.add_argument("sweep", help="sweep name, spec file, or Ray results folder")

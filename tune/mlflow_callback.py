@@ -1,11 +1,20 @@
 """Ray Tune callback that records a sweep in MLflow through a :class:`SweepTracker`.
 
 It runs in the Tune driver: a trial start opens the trial's child run, each result (one per
-epoch, see docs/CONTRACTS.md) becomes one batch of metrics at step ``epoch``, and a trial's
-end closes its child run as ``finished``, ``pruned at rung r (epoch e)``, ``stopped: ...`` or
-``failed: <error>``. After every finished trial the front is recomputed from the store (so
-a resumed sweep keeps its earlier trials), and every front member without a model gets one,
-rebuilt from its last checkpoint by ``load_model``.
+epoch, see docs/CONTRACTS.md) becomes one batch of metrics at step ``epoch``, a retry after
+a crash is counted (tag ``tgo.retries``), and a trial's end closes its child run as
+``finished``, ``pruned at rung r (epoch e)``, ``stopped: ...`` or ``failed: <error>``. After
+every finished trial the front is recomputed from the store (so a resumed sweep keeps its
+earlier trials), and every front member without a model gets one, rebuilt from its last
+checkpoint by ``load_model``.
+
+An MLflow outage does not stop the sweep. Every write is an *op* (:mod:`tune.journal`);
+when the store cannot be reached, the op is appended to the trial's
+``mlflow_pending.jsonl`` in its Ray folder instead, and so are the trial's later ops (their
+order matters). The store is tried again at most every ``retry_after_s`` seconds; once it
+answers, the pending ops are replayed (:func:`replay`) and the front is rebuilt. Whatever
+is still pending when the sweep ends is backfilled by ``tgo sweep sync``
+(:mod:`tune.sync`).
 
 Example:
     >>> callback = MlflowSweepCallback(tracker, pruned_lookup=scheduler.pruned.get,
@@ -18,14 +27,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ray import tune as raytune
 
+from tune import journal
 from tune.tracking import SweepTracker, TrackingUnavailable, TrialOutcome
 
-__all__ = ["MlflowSweepCallback", "RAY_BOOKKEEPING_KEYS", "FINAL_KEYS"]
+__all__ = ["FINAL_KEYS", "MlflowSweepCallback", "RAY_BOOKKEEPING_KEYS", "log_front_models",
+           "replay"]
 
 _log = logging.getLogger(__name__)
 
@@ -70,6 +83,104 @@ def _error_text(trial: Any) -> str:
     return lines[-1][:500] if lines else "error (no message recorded)"
 
 
+def _metrics(result: Mapping[str, Any], objectives: set[str]) -> dict[str, Any]:
+    return {k: v for k, v in result.items()
+            if k not in RAY_BOOKKEEPING_KEYS and k not in FINAL_KEYS and k not in objectives
+            and not k.startswith(NON_METRIC_PREFIXES)}
+
+
+def replay(tracker: SweepTracker, op: Mapping[str, Any],
+           nodes: dict[str, str] | None = None) -> str | None:
+    """Apply one op (see :mod:`tune.journal`) to the store; idempotent.
+
+    ``nodes`` (run id -> node id last tagged) saves repeating a node tag. Returns the
+    trial's child run id (None for sweep-level ops).
+
+    Raises:
+        TrackingUnavailable: the store cannot be reached (nothing is half-applied that a
+            second replay would duplicate).
+        ValueError: an unknown op.
+    """
+    kind = op.get("op")
+    if kind == "finish_sweep":
+        tracker.finish(op["status"])
+        return None
+    objectives = {o.name for o in tracker.objectives}
+    run_id = tracker.child_run(op["trial_id"], op.get("config") or {})
+    if kind == "open":
+        pass
+    elif kind == "result":
+        result = op["result"]
+        config = result.get("train_config")
+        if isinstance(config, Mapping):
+            tracker.log_params(run_id, config)
+        node = result.get("ray_node_id")
+        if isinstance(node, str) and node and (nodes or {}).get(run_id) != node:
+            tracker.set_tags(run_id, {"ray.node_id": node})
+            if nodes is not None:
+                nodes[run_id] = node
+        stamp = result.get("timestamp")
+        tracker.log_epoch(run_id, _metrics(result, objectives), _epoch(result),
+                          timestamp_ms=int(stamp * 1000) if stamp else None)
+    elif kind == "recover":
+        tracker.set_tags(run_id, {"tgo.retries": str(op["retries"]),
+                                  "status": f"retrying after: {op['error']}"[:8000]})
+    elif kind == "finish":
+        tracker.finish_trial(run_id, op["final"], op["outcome"], op.get("reason"),
+                             checkpoint_path=op.get("checkpoint"),
+                             timestamp_ms=op.get("timestamp_ms"))
+    else:
+        raise ValueError(f"op: expected open, result, recover, finish or finish_sweep, "
+                         f"got {kind!r}")
+    return run_id
+
+
+def log_front_models(tracker: SweepTracker, front: list, load_model: Callable[[str], Any],
+                     checkpoint_dirs: Mapping[str, Any] | None = None) -> int:
+    """Log a model for every front member that has none; returns how many were logged.
+
+    ``checkpoint_dirs`` maps trial ids to live Ray checkpoints (preferred); otherwise a
+    record's ``checkpoint`` tag (a folder) is used. A model that cannot be rebuilt or logged
+    is a warning (the sweep goes on); an unreachable store raises TrackingUnavailable.
+    """
+    logged = 0
+    for record in front:
+        if record.get("model_logged"):
+            continue
+        checkpoint = (checkpoint_dirs or {}).get(record["trial_id"])
+        try:
+            if checkpoint is not None:
+                with checkpoint.as_directory() as folder:
+                    built = load_model(folder)
+            elif record.get("checkpoint") and Path(record["checkpoint"]).exists():
+                built = load_model(record["checkpoint"])
+            else:
+                _log.warning("front member %s has no checkpoint; no model logged",
+                             record["trial_id"])
+                continue
+            model, config = built if isinstance(built, tuple) else (built, None)
+            config = config.to_dict() if hasattr(config, "to_dict") else record["params"]
+            tracker.log_front_model(record["run_id"], model, config)
+            logged += 1
+        except TrackingUnavailable:
+            raise
+        except Exception as exc:  # one broken checkpoint must not end the sweep
+            _log.warning("could not log the model of front member %s: %s: %s",
+                         record["trial_id"], type(exc).__name__, exc)
+    return logged
+
+
+def _trial_folder(trial: Any) -> Path | None:
+    """The trial's Ray folder on this machine: its storage folder when that is local (it
+    survives the driver), else the driver's staging copy that Ray uploads."""
+    for attr in ("path", "local_path"):
+        with contextlib.suppress(Exception):
+            value = getattr(trial, attr)
+            if value and "://" not in str(value) and Path(value).parent.is_dir():
+                return Path(value)
+    return None
+
+
 class MlflowSweepCallback(raytune.Callback):
     """Drive a :class:`SweepTracker` from Ray Tune's trial events.
 
@@ -80,44 +191,72 @@ class MlflowSweepCallback(raytune.Callback):
             ``pruned at rung r (epoch e)`` or ``pruned at epoch e`` (``scheduler.pruned.get``).
         load_model: ``checkpoint_dir -> torch.nn.Module`` (or ``(module, TrainConfig)`` as
             ``tgo.checkpoint.load_model`` returns); None logs no models.
+        experiment_path: the sweep's Ray folder; :meth:`setup` records the parent run id
+            there (``mlflow_sweep.json``) for ``tgo sweep sync``.
+        retry_after_s: after a failed write, seconds before the store is tried again.
 
-    A model that cannot be rebuilt or logged is reported as a warning (the sweep goes on);
-    an unreachable store raises :class:`TrackingUnavailable` out of the callback.
+    A model that cannot be rebuilt or logged is reported as a warning (the sweep goes on).
+    An unreachable store never raises out of a hook: the writes wait in the trials' Ray
+    folders (see the module docstring).
     """
 
     def __init__(self, tracker: SweepTracker, *,
                  pruned_lookup: Callable[[str], Any] | None = None,
-                 load_model: Callable[[str], Any] | None = None) -> None:
+                 load_model: Callable[[str], Any] | None = None,
+                 experiment_path: str | os.PathLike | None = None,
+                 retry_after_s: float = 15.0) -> None:
         self.tracker = tracker
         self._pruned_lookup = pruned_lookup or (lambda trial_id: None)
         self._load_model = load_model
         self._objectives = {o.name for o in tracker.objectives}
-        self._nodes: dict[str, str] = {}   # run id -> Ray node id last tagged
+        self.experiment_path = None if experiment_path is None else Path(experiment_path)
+        self.retry_after_s = retry_after_s
+        self._nodes: dict[str, str] = {}      # run id -> Ray node id last tagged
+        self._retries: dict[str, int] = {}    # trial id -> retries seen
+        self._waiting: dict[str, Path] = {}   # trial id -> folder holding its pending ops
+        self._down_since: float | None = None  # monotonic time of the last failed write
+        self._front_stale = False
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.update(_nodes={}, _retries={}, _waiting={}, _down_since=None)
+        return state
+
+    @property
+    def pending_trials(self) -> list[str]:
+        """Trials whose MLflow writes wait in their Ray folders."""
+        return sorted(self._waiting)
 
     # -- Ray hooks
 
     def setup(self, **info: Any) -> None:
         self.tracker.start()
+        if self.experiment_path is not None:
+            journal.write_sweep_info(self.experiment_path, {
+                "parent_run_id": self.tracker.parent_run_id,
+                "experiment_id": self.tracker.experiment_id,
+                "experiment": self.tracker.experiment})
+            for folder in journal.pending_folders(self.experiment_path):  # a resumed sweep
+                ops = journal.read(folder)
+                if ops and ops[0].get("trial_id"):
+                    self._waiting[ops[0]["trial_id"]] = folder
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._run(trial)
+        self._submit(trial, {"op": "open", "trial_id": trial.trial_id,
+                             "config": dict(trial.config or {})})
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
                         **info: Any) -> None:
-        run_id = self._run(trial)
-        config = result.get("train_config")
-        if isinstance(config, Mapping):
-            self.tracker.log_params(run_id, config)
-        node = result.get("ray_node_id")
-        if isinstance(node, str) and node and self._nodes.get(run_id) != node:
-            self.tracker.set_tags(run_id, {"ray.node_id": node})
-            self._nodes[run_id] = node
-        metrics = {k: v for k, v in result.items()
-                   if k not in RAY_BOOKKEEPING_KEYS and k not in FINAL_KEYS
-                   and k not in self._objectives and not k.startswith(NON_METRIC_PREFIXES)}
-        stamp = result.get("timestamp")
-        self.tracker.log_epoch(run_id, metrics, _epoch(result),
-                               timestamp_ms=int(stamp * 1000) if stamp else None)
+        keep = _metrics(result, self._objectives)
+        keep.update({k: result[k] for k in ("train_config", "ray_node_id", "timestamp",
+                                            "epoch", "training_iteration") if k in result})
+        self._submit(trial, {"op": "result", "trial_id": trial.trial_id, "result": keep})
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._retries[trial.trial_id] = self._retries.get(trial.trial_id, 0) + 1
+        self._submit(trial, {"op": "recover", "trial_id": trial.trial_id,
+                             "retries": self._retries[trial.trial_id],
+                             "error": _error_text(trial)})
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         result = trial.last_result or {}
@@ -133,56 +272,103 @@ class MlflowSweepCallback(raytune.Callback):
         else:
             outcome = TrialOutcome.STOPPED
             reason = f"at epoch {_epoch(result)} before the end of training"
-        self.tracker.finish_trial(self._run(trial), _final(result, self._objectives), outcome,
-                                  reason, checkpoint_path=self._checkpoint_path(trial))
+        self._finish(trial, _final(result, self._objectives), outcome, reason)
         if outcome is TrialOutcome.FINISHED:
-            self._refresh_front(trials)
+            self._front_stale = True
+        self._refresh_front(trials)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         result = trial.last_result or {}
-        self.tracker.finish_trial(self._run(trial), {"epoch": _epoch(result)},
-                                  TrialOutcome.FAILED, _error_text(trial),
-                                  checkpoint_path=self._checkpoint_path(trial))
+        self._finish(trial, {"epoch": _epoch(result)}, TrialOutcome.FAILED, _error_text(trial))
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         done = all(t.status in ("TERMINATED", "ERROR") for t in trials)
-        self.tracker.finish("FINISHED" if done else "KILLED")  # KILLED: resumable
+        status = "FINISHED" if done else "KILLED"  # KILLED: resumable
+        if self._waiting:
+            self._try_flush(trials, force=True)
+        if not self._waiting:
+            try:
+                self._refresh_front(trials)
+                self.tracker.finish(status)
+                return
+            except TrackingUnavailable as exc:
+                self._went_down(exc)
+        if self.experiment_path is not None:
+            journal.append(self.experiment_path, {"op": "finish_sweep", "status": status})
+        where = self.experiment_path or "the trials' Ray folders"
+        _log.warning("MLflow (%s) was unreachable: the records of %d trial(s) wait in %s; "
+                     "run `tgo sweep sync %s` when the server is back",
+                     self.tracker.tracking_uri, len(self._waiting), where, where)
 
-    # -- helpers
+    # -- writing, or keeping for later
 
-    def _run(self, trial: Any) -> str:
-        return self.tracker.child_run(trial.trial_id, dict(trial.config or {}))
-
-    @staticmethod
-    def _checkpoint_path(trial: Any) -> str | None:
+    def _finish(self, trial: Any, final: dict, outcome: TrialOutcome, reason: str | None):
         checkpoint = trial.checkpoint
-        return None if checkpoint is None else str(checkpoint.path)
+        self._submit(trial, {"op": "finish", "trial_id": trial.trial_id,
+                             "config": dict(trial.config or {}), "final": final,
+                             "outcome": outcome.value, "reason": reason,
+                             "checkpoint": None if checkpoint is None else str(checkpoint.path),
+                             "timestamp_ms": int(time.time() * 1000)})
+
+    def _submit(self, trial: Any, op: dict[str, Any]) -> None:
+        """Write ``op`` now, or keep it in the trial's folder when the store is down (or
+        when earlier ops of the trial are still kept: their order matters)."""
+        self._try_flush([trial])
+        if op["trial_id"] not in self._waiting and self._down_since is None:
+            try:
+                replay(self.tracker, op, self._nodes)
+                return
+            except TrackingUnavailable as exc:
+                self._went_down(exc)
+        folder = self._waiting.get(op["trial_id"]) or _trial_folder(trial)
+        if folder is None:
+            raise TrackingUnavailable(self.tracker.tracking_uri, op["op"],
+                                      f"the store is down and trial {op['trial_id']} has no "
+                                      "local folder to keep its records in")
+        journal.append(folder, op)
+        self._waiting[op["trial_id"]] = folder
+
+    def _went_down(self, exc: TrackingUnavailable) -> None:
+        if self._down_since is None:
+            _log.warning("MLflow unreachable, training goes on; its records are kept in the "
+                         "trials' Ray folders until the store answers again: %s", exc)
+        self._down_since = time.monotonic()
+
+    def _try_flush(self, trials: list, force: bool = False) -> None:
+        """After an outage, at most every ``retry_after_s``: replay the kept ops."""
+        if self._down_since is None and not self._waiting:
+            return
+        if not force and self._down_since is not None and \
+                time.monotonic() - self._down_since < self.retry_after_s:
+            return
+        self._down_since = None
+        try:
+            for trial_id, folder in sorted(self._waiting.items()):
+                ops = journal.read(folder)
+                for done, op in enumerate(ops):
+                    try:
+                        replay(self.tracker, op, self._nodes)
+                    except TrackingUnavailable:
+                        journal.mark_synced(folder, done)
+                        raise
+                journal.mark_synced(folder, len(ops))
+                del self._waiting[trial_id]
+        except TrackingUnavailable as exc:
+            self._went_down(exc)
+            return
+        _log.warning("MLflow answers again: the kept records were logged")
+        self._front_stale = True
+        self._refresh_front(trials)
 
     def _refresh_front(self, trials: list) -> None:
-        front = self.tracker.update_front(self.tracker.finished_records())
-        if self._load_model is None:
+        if not self._front_stale or self._down_since is not None:
             return
-        by_id = {t.trial_id: t for t in trials}
-        for record in front:
-            if record.get("model_logged"):
-                continue
-            trial = by_id.get(record["trial_id"])
-            checkpoint = trial.checkpoint if trial is not None else None
-            try:
-                if checkpoint is not None:
-                    with checkpoint.as_directory() as folder:
-                        built = self._load_model(folder)
-                elif record.get("checkpoint"):
-                    built = self._load_model(record["checkpoint"])
-                else:
-                    _log.warning("front member %s has no checkpoint; no model logged",
-                                 record["trial_id"])
-                    continue
-                model, config = built if isinstance(built, tuple) else (built, None)
-                config = config.to_dict() if hasattr(config, "to_dict") else record["params"]
-                self.tracker.log_front_model(record["run_id"], model, config)
-            except TrackingUnavailable:
-                raise
-            except Exception as exc:  # one broken checkpoint must not end the sweep
-                _log.warning("could not log the model of front member %s: %s: %s",
-                             record["trial_id"], type(exc).__name__, exc)
+        try:
+            front = self.tracker.update_front(self.tracker.finished_records())
+            self._front_stale = False
+            if self._load_model is not None:
+                live = {t.trial_id: t.checkpoint for t in trials
+                        if getattr(t, "checkpoint", None) is not None}
+                log_front_models(self.tracker, front, self._load_model, live)
+        except TrackingUnavailable as exc:
+            self._went_down(exc)

@@ -60,6 +60,11 @@ class ProgressCallback(raytune.Callback):
         else:
             self._print(f"{head} stopped at epoch {last.get('epoch')} after {took:.0f}s")
 
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        self._print(f"trial {trial.trial_id} ({short_config(trial.config)}) crashed; Ray "
+                    f"retries it from its last checkpoint (max_failures "
+                    f"{self._spec.max_failures})")
+
     def on_trial_error(self, iteration, trials, trial, **info):
         self._ended += 1
         self._print(f"trial {trial.trial_id} ({short_config(trial.config)}) failed: "

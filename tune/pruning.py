@@ -138,6 +138,13 @@ class OptunaPruningScheduler(_TrialScheduler):
         """The mirror study (read it, do not tell its trials)."""
         return self._study
 
+    def summary(self) -> str:
+        """``"12 epoch records of 5 trials, 2 pruned"``: what the rung decisions rest on."""
+        results = [e for e in self._events if e[0] == "result"]
+        trials = {e[1] for e in results}
+        return (f"{len(results)} epoch records of {len(trials)} trials, "
+                f"{len(self._pruned)} pruned")
+
     def is_pruned(self, trial_id: str) -> bool:
         """True when this scheduler stopped trial ``trial_id``."""
         return trial_id in self._pruned

@@ -28,7 +28,8 @@ import yaml
 from tune.pareto import Objective, hypervolume, pareto_front
 from tune.spec import SweepSpec, load_spec, make_sampler
 
-__all__ = ["SweepOutcome", "check_cluster_resources", "resume_sweep", "run_sweep"]
+__all__ = ["SweepOutcome", "check_cluster_resources", "make_tracker", "resume_sweep",
+           "run_sweep"]
 
 SPEC_FILE = "sweep_spec.yaml"
 _log = logging.getLogger(__name__)
@@ -91,13 +92,17 @@ def artifact_location(tracking_uri: str) -> str | None:
 def _init_ray(address: str | None) -> None:
     import ray
 
+    from tune.faults import VARIABLE
+
     if ray.is_initialized():
         return
+    forward = {VARIABLE: os.environ[VARIABLE]} if os.environ.get(VARIABLE) else {}
     if address:
-        ray.init(address=address, log_to_driver=True)
+        ray.init(address=address, log_to_driver=True,
+                 runtime_env={"env_vars": forward} if forward else None)
     else:
         ray.init(include_dashboard=False, log_to_driver=True,
-                 runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
+                 runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", **forward}})
 
 
 def _save_spec(spec: SweepSpec, experiment_path: Path) -> None:
@@ -140,17 +145,40 @@ def pruned_info(trial_id: str):
     return None if scheduler is None else scheduler.pruned.get(trial_id)
 
 
-def _callbacks(spec: SweepSpec, parent_run_id: str | None = None) -> list:
+#: MLflow's HTTP client retries a refused connection 7 times with exponential back-off
+#: (minutes) by default; the sweep driver would stall on every write of an outage. These
+#: defaults apply unless the user set the variables; the callback keeps what it could not
+#: write and retries on its own schedule.
+MLFLOW_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+                       "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                       "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
+
+
+def _mlflow_http_defaults() -> None:
+    for name, value in MLFLOW_HTTP_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+
+
+def make_tracker(spec: SweepSpec, parent_run_id: str | None = None):
+    """The :class:`tune.tracking.SweepTracker` of ``spec`` (not started)."""
+    from tune.tracking import SweepTracker
+
+    _mlflow_http_defaults()
+    return SweepTracker(spec.mlflow.tracking_uri, spec.mlflow.experiment, spec.name,
+                        spec.hash(), spec.model_dump(mode="json"),
+                        objectives=objectives_of(spec), parent_run_id=parent_run_id,
+                        artifact_location=artifact_location(spec.mlflow.tracking_uri))
+
+
+def _callbacks(spec: SweepSpec, experiment_path: Path,
+               parent_run_id: str | None = None) -> list:
     from tgo.checkpoint import load_model
     from tune.mlflow_callback import MlflowSweepCallback
     from tune.progress import ProgressCallback
-    from tune.tracking import SweepTracker
 
-    tracker = SweepTracker(spec.mlflow.tracking_uri, spec.mlflow.experiment, spec.name,
-                           spec.hash(), spec.model_dump(mode="json"),
-                           objectives=objectives_of(spec), parent_run_id=parent_run_id,
-                           artifact_location=artifact_location(spec.mlflow.tracking_uri))
-    return [MlflowSweepCallback(tracker, pruned_lookup=pruned_info, load_model=load_model),
+    tracker = make_tracker(spec, parent_run_id)
+    return [MlflowSweepCallback(tracker, pruned_lookup=pruned_info, load_model=load_model,
+                                experiment_path=experiment_path),
             ProgressCallback(spec, pruned_lookup=pruned_info)]
 
 
@@ -202,7 +230,7 @@ def run_sweep(spec: SweepSpec, *, address: str | None = None,
                          f"{experiment_path}; resume it with `tgo sweep resume "
                          f"{experiment_path}` or give the spec another name")
     _save_spec(spec, experiment_path)
-    callbacks = _callbacks(spec, parent_run_id)
+    callbacks = _callbacks(spec, experiment_path, parent_run_id)
     trainable, tune_config, run_config, scheduler = _build_tuner(spec, callbacks)
     _LIVE["scheduler"] = scheduler
     tuner = raytune.Tuner(trainable, tune_config=tune_config, run_config=run_config)
@@ -224,6 +252,7 @@ def resume_sweep(path: str | os.PathLike, *, address: str | None = None) -> Swee
     logging.getLogger("optuna").setLevel(logging.WARNING)
     spec = load_spec(experiment_path / SPEC_FILE)
     check_reachable(spec.mlflow.tracking_uri)
+    _mlflow_http_defaults()
     _init_ray(address)
     check_cluster_resources(spec)
     from tune.trainable import make_trainable

@@ -267,3 +267,23 @@ class PruneAwareOptunaSearch(OptunaSearch):
                              "scheduler; they are dropped.")
             else:
                 self._scheduler.load_state_dict(scheduler_state)
+        _log.info("restored the search: %s", self.summary())
+
+    def summary(self) -> str:
+        """``"NSGAIISampler study of 6 trials (3 COMPLETE, 2 PRUNED, 1 RUNNING); pruner: ..."``.
+
+        Printed on resume, so a user sees that the sampler goes on from what it had seen
+        (Ray once restored ``OptunaSearch`` as a fresh random search, ray#30861).
+        """
+        study = self.study
+        if study is None:
+            return "no study yet"
+        counts: dict[str, int] = {}
+        for trial in study.get_trials(deepcopy=False):
+            counts[trial.state.name] = counts.get(trial.state.name, 0) + 1
+        states = ", ".join(f"{n} {name}" for name, n in sorted(counts.items()))
+        text = (f"{type(study.sampler).__name__} study of {sum(counts.values())} trials "
+                f"({states or 'none'})")
+        if self._scheduler is not None:
+            text += f"; pruner: {self._scheduler.summary()}"
+        return text

@@ -569,7 +569,8 @@ class SweepTracker:
                 self._log_batch(run_id, metrics=items)
 
     def finish_trial(self, run_id: str, final: Mapping[str, Any], status: TrialOutcome | str,
-                     reason: str | None = None, *, checkpoint_path: str | None = None) -> None:
+                     reason: str | None = None, *, checkpoint_path: str | None = None,
+                     timestamp_ms: int | None = None) -> None:
         """Close a child run: final metrics, ``eval_*`` tags, ``status`` tag and run status.
 
         Args:
@@ -579,6 +580,8 @@ class SweepTracker:
                 ``"at rung 1 (epoch 3)"``), ``failed`` (FAILED; ``reason`` = the error) or
                 ``stopped`` (KILLED; stopped before the end of training, not pruned).
             checkpoint_path: where the trial's last checkpoint lives (tag ``tgo.checkpoint``).
+            timestamp_ms: timestamp of the final metrics (default: now); pass the same one
+                when replaying a finish, so the store drops the repeat (see :meth:`log_epoch`).
 
         Example:
             >>> tracker.finish_trial(run, {}, "pruned", "at rung 1 (epoch 3)")  # doctest: +SKIP
@@ -593,7 +596,7 @@ class SweepTracker:
         flat = _flatten(final)
         epoch = _number(flat.get("epoch"))
         step = int(epoch) if epoch is not None and math.isfinite(epoch) else 0
-        stamp = int(time.time() * 1000)
+        stamp = int(time.time() * 1000) if timestamp_ms is None else int(timestamp_ms)
         metrics = [Metric(_key(k), v, stamp, step) for k, v in
                    ((k, _number(v)) for k, v in flat.items()
                     if k != "epoch" and not k.startswith("eval_")) if v is not None]

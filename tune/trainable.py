@@ -18,6 +18,7 @@ from ray import tune as raytune
 
 from tgo.final_eval import EvalSettings, final_evaluation
 from tgo.train import TrainState, fit
+from tune import faults
 from tune.spec import SweepSpec
 
 __all__ = ["CONFIG_KEY", "NODE_KEY", "make_trainable", "run_trial"]
@@ -49,6 +50,7 @@ def run_trial(params: dict[str, Any], spec: SweepSpec) -> None:
         resume_from = Path(checkpoint.to_directory()) / "checkpoint.pt"
 
     def report(metrics: dict[str, float], state: TrainState) -> None:
+        faults.inject(params, state.epoch, state.model)   # tests and drills only
         result: dict[str, Any] = dict(metrics)
         if state.epoch == 1:   # the full TrainConfig once, for the MLflow child run's params
             result[CONFIG_KEY] = config.to_dict()
