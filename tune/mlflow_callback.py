@@ -216,10 +216,12 @@ class MlflowSweepCallback(raytune.Callback):
         self._waiting: dict[str, Path] = {}   # trial id -> folder holding its pending ops
         self._down_since: float | None = None  # monotonic time of the last failed write
         self._front_stale = False
+        self._lost_checked = False
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state.update(_nodes={}, _retries={}, _waiting={}, _down_since=None)
+        state.update(_nodes={}, _retries={}, _waiting={}, _down_since=None,
+                     _lost_checked=False)
         return state
 
     @property
@@ -240,6 +242,11 @@ class MlflowSweepCallback(raytune.Callback):
                 ops = journal.read(folder)
                 if ops and ops[0].get("trial_id"):
                     self._waiting[ops[0]["trial_id"]] = folder
+
+    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+        if not self._lost_checked:
+            self._lost_checked = True
+            self._close_lost(trials)
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._submit(trial, {"op": "open", "trial_id": trial.trial_id,
@@ -299,6 +306,24 @@ class MlflowSweepCallback(raytune.Callback):
         _log.warning("MLflow (%s) was unreachable: the records of %d trial(s) wait in %s; "
                      "run `tgo sweep sync %s` when the server is back",
                      self.tracker.tracking_uri, len(self._waiting), where, where)
+
+    def _close_lost(self, trials: list) -> None:
+        """Close child runs left RUNNING by a driver that died before Ray saved their trial.
+
+        Ray saves its experiment state every few seconds; a trial started in between is
+        not in the restored sweep and never runs again, so its child would stay RUNNING.
+        """
+        known = {t.trial_id for t in trials}
+        try:
+            lost = {t: r for t, r in self.tracker.running_children().items() if t not in known}
+            for trial_id, run_id in lost.items():
+                self.tracker.finish_trial(run_id, {}, TrialOutcome.STOPPED,
+                                          "lost: the driver died before Ray recorded this "
+                                          "trial, so the resumed sweep does not run it")
+                _log.warning("closed the child run of trial %s: its driver died before Ray "
+                             "recorded the trial", trial_id)
+        except TrackingUnavailable as exc:
+            self._went_down(exc)
 
     # -- writing, or keeping for later
 

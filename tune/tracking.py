@@ -523,6 +523,14 @@ class SweepTracker:
         self.log_params(run_id, params)
         return run_id
 
+    def running_children(self) -> dict[str, str]:
+        """Trial id -> run id of this sweep's child runs still marked RUNNING."""
+        parent = self._require_parent()
+        with self._guard("read the running trials"):
+            runs = self._search(f"tags.{_PARENT_TAG} = '{parent}' "
+                                "and attributes.status = 'RUNNING'")
+        return {r.data.tags.get("tgo.trial_id", r.info.run_id): r.info.run_id for r in runs}
+
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
         """Set (or overwrite) string tags on a run."""
         from mlflow.entities import RunTag
