@@ -62,6 +62,10 @@ def _print_outcome(outcome) -> None:
     print(f"sweep {spec.name!r}: {outcome.n_trials} trials, {len(outcome.records)} finished, "
           f"{outcome.n_pruned} pruned, {outcome.n_failed} failed; "
           f"hypervolume {outcome.hypervolume:.4f}")
+    if outcome.n_trials:
+        print(f"MLflow logging took {outcome.mlflow_s:.1f} s of the driver's "
+              f"{outcome.wall_s:.0f} s ({1000 * outcome.mlflow_s / outcome.n_trials:.0f} ms "
+              "per trial)")
     print(f"Pareto front ({len(outcome.front)} configs; objectives on the test split):")
     print(format_front(outcome.front, list(spec.objective_names), params))
     print()

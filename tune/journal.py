@@ -77,8 +77,13 @@ def append(folder: str | os.PathLike, op: Mapping[str, Any]) -> None:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     line = json.dumps(_plain(dict(op)), sort_keys=True) + "\n"
-    with open(folder / PENDING_FILE, "a", encoding="utf-8") as out:
-        out.write(line)
+    path = folder / PENDING_FILE
+    with open(path, "a+b") as out:
+        if out.tell() > 0:   # a line torn by a crash must not swallow this one
+            out.seek(-1, os.SEEK_END)
+            if out.read(1) != b"\n":
+                line = "\n" + line
+        out.write(line.encode("utf-8"))
         out.flush()
         os.fsync(out.fileno())
 
@@ -106,7 +111,8 @@ def mark_synced(folder: str | os.PathLike, count: int) -> None:
     path = folder / PENDING_FILE
     if not path.is_file():
         return
-    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines()
+             if _parses(line)]   # a torn line was never replayable: dropped
     with open(folder / SYNCED_FILE, "a", encoding="utf-8") as out:
         out.writelines(line + "\n" for line in lines[:count])
     rest = lines[count:]
@@ -116,6 +122,14 @@ def mark_synced(folder: str | os.PathLike, count: int) -> None:
         os.replace(tmp, path)
     else:
         path.unlink()
+
+
+def _parses(line: str) -> bool:
+    try:
+        json.loads(line)
+    except ValueError:
+        return False
+    return True
 
 
 def pending_folders(experiment_path: str | os.PathLike) -> Iterator[Path]:

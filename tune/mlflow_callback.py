@@ -217,6 +217,8 @@ class MlflowSweepCallback(raytune.Callback):
         self._down_since: float | None = None  # monotonic time of the last failed write
         self._front_stale = False
         self._lost_checked = False
+        #: Seconds this callback spent writing to MLflow (and rebuilding the front).
+        self.seconds = 0.0
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -340,11 +342,14 @@ class MlflowSweepCallback(raytune.Callback):
         when earlier ops of the trial are still kept: their order matters)."""
         self._try_flush([trial])
         if op["trial_id"] not in self._waiting and self._down_since is None:
+            start = time.perf_counter()
             try:
                 replay(self.tracker, op, self._nodes)
                 return
             except TrackingUnavailable as exc:
                 self._went_down(exc)
+            finally:
+                self.seconds += time.perf_counter() - start
         folder = self._waiting.get(op["trial_id"]) or _trial_folder(trial)
         if folder is None:
             raise TrackingUnavailable(self.tracker.tracking_uri, op["op"],
@@ -388,6 +393,7 @@ class MlflowSweepCallback(raytune.Callback):
     def _refresh_front(self, trials: list) -> None:
         if not self._front_stale or self._down_since is not None:
             return
+        start = time.perf_counter()
         try:
             front = self.tracker.update_front(self.tracker.finished_records())
             self._front_stale = False
@@ -397,3 +403,5 @@ class MlflowSweepCallback(raytune.Callback):
                 log_front_models(self.tracker, front, self._load_model, live)
         except TrackingUnavailable as exc:
             self._went_down(exc)
+        finally:
+            self.seconds += time.perf_counter() - start

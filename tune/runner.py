@@ -55,6 +55,9 @@ class SweepOutcome:
     wall_s: float
     parent_run_id: str | None
     tracking_uri: str
+    #: Seconds the driver spent writing to MLflow (per-epoch metrics, run states, fronts,
+    #: front models), over the whole sweep.
+    mlflow_s: float = 0.0
 
 
 def objectives_of(spec: SweepSpec) -> list[Objective]:
@@ -200,12 +203,12 @@ def _outcome(spec: SweepSpec, results, experiment_path: Path, callbacks: list,
     front = pareto_front(records, objectives)
     hv = hypervolume([[r[o.name] for o in objectives] for r in front], objectives) if front \
         else 0.0
-    tracker = next(c.tracker for c in callbacks if hasattr(c, "tracker"))
+    logger = next(c for c in callbacks if hasattr(c, "tracker"))
     n_pruned = len(results) - len(records) - n_failed
     epochs = sum(int((res.metrics or {}).get("epoch", 0)) for res in results)
     return SweepOutcome(spec, experiment_path, records, front, hv, len(results), n_pruned,
-                        n_failed, epochs, wall_s, tracker.parent_run_id,
-                        spec.mlflow.tracking_uri)
+                        n_failed, epochs, wall_s, logger.tracker.parent_run_id,
+                        spec.mlflow.tracking_uri, getattr(logger, "seconds", 0.0))
 
 
 def run_sweep(spec: SweepSpec, *, address: str | None = None,
