@@ -100,7 +100,8 @@ def test_sweep_end_to_end(tmp_path, ray_local, monkeypatch):
     members = listed["front"] if isinstance(listed, dict) else listed
     assert {m["trial_id"] for m in members} == {r["trial_id"] for r in outcome.front}
     hv = client.get_metric_history(parent.info.run_id, "hypervolume")
-    assert [m.step for m in hv] == list(range(1, len(finished) + 1))
+    steps = [m.step for m in hv]   # rebuilt at most every 30 s, and at the end
+    assert steps == sorted(set(steps)) and steps[-1] == len(finished)
     assert math.isclose(hv[-1].value, outcome.hypervolume, rel_tol=1e-6)
 
     # The spec is saved beside Ray's results, for `tgo sweep resume`.

@@ -536,7 +536,8 @@ def test_callback_drives_a_real_tuner(store, tmp_path, monkeypatch):
 
     tracker = _tracker(store)
     tracker.start()  # the driver may start it first, e.g. to print its url
-    callback = MlflowSweepCallback(tracker, pruned_lookup=pruned, load_model=_load_tiny)
+    callback = MlflowSweepCallback(tracker, pruned_lookup=pruned, load_model=_load_tiny,
+                                   front_every_s=0)   # a front after every finished trial
     monkeypatch.setenv("RAY_AIR_NEW_OUTPUT", "0")
     ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"PYTHONPATH": str(Path(__file__).parent)}})
