@@ -10,6 +10,8 @@ Example:
 
 from __future__ import annotations
 
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -51,13 +53,27 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str
         path = path / CHECKPOINT_FILE
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint: no file at {path}")
-    return torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:  # a pickled object: refused, nothing ran
+        found = re.search(r"unsupported global[^\n]*", str(exc), re.I)
+        why = found.group(0).rstrip(".") if found else "an object torch refuses to rebuild"
+        raise ValueError(f"checkpoint: refused {path}: expected tensors and plain data only "
+                         f"(loaded with weights_only=True), got other objects ({why})") from None
+    except (RuntimeError, EOFError, KeyError, OSError) as exc:
+        raise ValueError(f"checkpoint: expected a checkpoint written by tgo, got {path} "
+                         f"({type(exc).__name__}: {str(exc)[:200]})") from None
 
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu"
                ) -> tuple[SpikingClassifier, TrainConfig]:
     """Rebuild the trained model of a checkpoint, in eval mode, with its config."""
     state = load(path, map_location)
+    missing = [k for k in ("model", "config", "num_classes", "mean", "std")
+               if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise ValueError(f"checkpoint: expected the keys {missing} in {path}, got "
+                         f"{sorted(state) if isinstance(state, dict) else type(state).__name__}")
     config = TrainConfig.from_dict(state["config"])
     model = build_model(config, state["num_classes"], state["mean"], state["std"])
     model.load_state_dict(state["model"])

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
+import re
 from typing import Any, Mapping, TypeVar
 
 __all__ = [
@@ -208,7 +209,9 @@ class TrainConfig:
         _check(self.tau > 1, "tau", "> 1", self.tau)
         _check(self.v_threshold > 0, "v_threshold", "> 0", self.v_threshold)
         if self.v_reset is not None:
-            _check(isinstance(self.v_reset, (int, float)), "v_reset", "a number or None", self.v_reset)
+            _check(isinstance(self.v_reset, (int, float)) and not isinstance(self.v_reset, bool)
+                   and math.isfinite(self.v_reset), "v_reset", "a finite number or None",
+                   self.v_reset)
             object.__setattr__(self, "v_reset", float(self.v_reset))
         _check(0 < self.val_fraction < 1, "val_fraction", "in (0, 1)", self.val_fraction)
         _check(0 < self.test_fraction < 1, "test_fraction", "in (0, 1)", self.test_fraction)
@@ -219,7 +222,10 @@ class TrainConfig:
         _check(self.val_eot_samples >= 1, "val_eot_samples", ">= 1", self.val_eot_samples)
         _check(self.val_subset >= 1, "val_subset", ">= 1", self.val_subset)
         _check(self.num_workers >= 0, "num_workers", ">= 0", self.num_workers)
-        _check(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
+        # numpy seeds the split: it takes 0..2**32 - 1 (torch takes more).
+        _check(0 <= self.seed < 2**32, "seed", "in [0, 2**32 - 1]", self.seed)
+        _check(isinstance(self.device, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?",
+                                                             self.device) is not None,
                "device", "'auto', 'cpu' or 'cuda[:i]'", self.device)
         if self.surrogate is Surrogate.ERF:
             _check(self.noise_scale > 0, "surrogate",

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from tune.redact import redact_uri
 from tune.spec import SweepSpec, load_spec
 
 __all__ = ["find_parent_run", "load_front", "resolve_sweep"]
@@ -28,6 +29,10 @@ def resolve_sweep(sweep: str, tracking_uri: str | None = None, experiment: str |
     uri = tracking_uri or (spec.mlflow.tracking_uri if spec else None) \
         or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
     exp = experiment or (spec.mlflow.experiment if spec else name)
+    db = uri[len("sqlite:///"):].split("?")[0] if uri.startswith("sqlite:///") else ""
+    if db and db != ":memory:" and not Path(db).is_file():  # reading must not create a store
+        raise ValueError(f"tracking_uri: expected an MLflow database, got {uri} where no file "
+                         "exists (pass --tracking-uri, or run from the folder of the sweep)")
     return name, uri, exp, spec
 
 
@@ -36,14 +41,14 @@ def find_parent_run(client: Any, experiment: str, sweep_name: str):
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         raise ValueError(f"experiment: no MLflow experiment named {experiment!r} at "
-                         f"{client.tracking_uri}")
+                         f"{redact_uri(client.tracking_uri)}")
     runs = client.search_runs([exp.experiment_id],
                               filter_string=f"tags.`tgo.kind` = 'sweep' and "
                                             f"tags.`tgo.sweep_name` = '{sweep_name}'",
                               order_by=["attributes.start_time DESC"], max_results=1)
     if not runs:
         raise ValueError(f"sweep: no sweep named {sweep_name!r} in experiment {experiment!r} "
-                         f"at {client.tracking_uri}")
+                         f"at {redact_uri(client.tracking_uri)}")
     return runs[0]
 
 

@@ -96,7 +96,9 @@ def _init_ray(address: str | None) -> None:
     import ray
 
     from tune.faults import VARIABLE
+    from tune.redact import keep_credentials_out_of_ray_logs
 
+    keep_credentials_out_of_ray_logs()   # Ray Tune would log the driver's AWS keys
     if ray.is_initialized():
         return
     forward = {VARIABLE: os.environ[VARIABLE]} if os.environ.get(VARIABLE) else {}
