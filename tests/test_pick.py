@@ -85,7 +85,8 @@ def _write_sweep(root, trained):
                                            "epoch": 1, **evaluation}, "finished")
     front = tracker.update_front(tracker.finished_records())
     assert sorted(m["trial_id"] for m in front) == ["t_a", "t_b", "t_c", "t_d"]
-    tracker.log_front_model(runs["t_a"], result.model, result.config.to_dict())
+    tracker.log_front_model(runs["t_a"], result.model, result.config.to_dict(),
+                            checkpoint=result.state.save(root / "ckpt"))
     tracker.finish()
     return uri, runs, final
 
@@ -347,3 +348,21 @@ def test_cli_pick_unknown_sweep(sweep, tmp_path, capsys):
                  EXPERIMENT, "--out", str(tmp_path / "d.yaml")])
     assert code == 2
     assert "error: sweep: no sweep named 'no-such-sweep'" in capsys.readouterr().err
+
+
+def test_a_model_without_its_weights_only_checkpoint_is_not_unpickled(tmp_path, trained):
+    """tgo pick rebuilds networks from tensors; a pickled model from the store is refused."""
+    result, _, _ = trained
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    tracker = SweepTracker(uri, "bare", "bare", "h", {}, git_commit="abc",
+                           objectives=[("clean_acc", "max")],
+                           artifact_location=(tmp_path / "artifacts").as_uri())
+    tracker.start()
+    run = tracker.child_run("t", result.config.to_dict())
+    model_uri = tracker.log_front_model(run, result.model, result.config.to_dict())
+    with pytest.raises(ValueError, match="tgo-checkpoint.pt"):
+        picking.load_model(model_uri, uri)
+    model = picking.load_model(model_uri, uri, allow_pickle=True)   # a store you trust
+    x = torch.rand(3, 1, 8, 8)
+    with noise(model, False), noise(result.model, False):
+        assert torch.equal(model(x), result.model.eval()(x))

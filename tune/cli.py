@@ -280,8 +280,8 @@ def _cmd_pick(ns: argparse.Namespace) -> int:
     doc = picking.deploy_document(result, config, registration=registration, check=check or None)
     out = Path(ns.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("# written by tgo pick; load the model with "
-                   f"mlflow.pytorch.load_model({doc['model_uri']!r})\n"
+    out.write_text("# written by tgo pick; load the model (weights only, no unpickling) "
+                   f"with tune.pick.load_model({doc['model_uri']!r}, TRACKING_URI)\n"
                    + yaml.safe_dump(doc, sort_keys=False))
     print(f"wrote {out}")
     return 0

@@ -27,6 +27,7 @@ import csv
 import importlib.metadata
 import json
 import logging
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -34,7 +35,10 @@ from typing import Any, Iterator, Mapping, Sequence
 
 from tune.pareto import Objective
 
-__all__ = ["default_code_paths", "default_pip_requirements", "log_pytorch_model",
+#: Weights-only copy of the trial checkpoint inside each logged model.
+SAFE_CHECKPOINT = "tgo-checkpoint.pt"
+
+__all__ = ["SAFE_CHECKPOINT", "default_code_paths", "default_pip_requirements", "log_pytorch_model",
            "write_front_files"]
 
 _log = logging.getLogger(__name__)
@@ -152,7 +156,8 @@ def log_pytorch_model(client: Any, experiment_id: str, run_id: str, model: Any,
                       config: Mapping[str, Any], *, name: str = "model",
                       params: Mapping[str, str] | None = None,
                       code_paths: Sequence[Any] | None = None,
-                      pip_requirements: Sequence[str] | None = None) -> str:
+                      pip_requirements: Sequence[str] | None = None,
+                      checkpoint: str | os.PathLike | None = None) -> str:
     """Log ``model`` as an MLflow PyTorch logged model of run ``run_id``.
 
     What ``mlflow.pytorch.log_model`` does, minus the fluent state: create the logged model
@@ -164,6 +169,9 @@ def log_pytorch_model(client: Any, experiment_id: str, run_id: str, model: Any,
         params: string params of the logged model (the flattened config).
         code_paths: default :func:`default_code_paths`.
         pip_requirements: default :func:`default_pip_requirements`.
+        checkpoint: the trial's ``tgo`` checkpoint (tensors and plain data only), copied
+            into the model as ``tgo-checkpoint.pt``: ``tgo pick`` rebuilds the network from
+            it with ``weights_only=True`` instead of unpickling ``data/model.pth``.
 
     Returns:
         ``models:/<model id>``; ``runs:/<run_id>/<name>`` resolves to it as well.
@@ -188,6 +196,8 @@ def log_pytorch_model(client: Any, experiment_id: str, run_id: str, model: Any,
             for cache in list(path.rglob("__pycache__")):
                 shutil.rmtree(cache, ignore_errors=True)
             (path / "config.json").write_text(json.dumps(dict(config), indent=2, default=str))
+            if checkpoint is not None:
+                shutil.copyfile(checkpoint, path / SAFE_CHECKPOINT)
             client.log_model_artifacts(logged.model_id, str(path))
         client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
         client.finalize_logged_model(logged.model_id, "READY")

@@ -150,18 +150,21 @@ def log_front_models(tracker: SweepTracker, front: list, load_model: Callable[[s
             continue
         checkpoint = (checkpoint_dirs or {}).get(record["trial_id"])
         try:
-            if checkpoint is not None:
-                with checkpoint.as_directory() as folder:
-                    built = load_model(folder)
-            elif record.get("checkpoint") and Path(record["checkpoint"]).exists():
-                built = load_model(record["checkpoint"])
-            else:
-                _log.warning("front member %s has no checkpoint; no model logged",
-                             record["trial_id"])
-                continue
-            model, config = built if isinstance(built, tuple) else (built, None)
-            config = config.to_dict() if hasattr(config, "to_dict") else record["params"]
-            tracker.log_front_model(record["run_id"], model, config)
+            with contextlib.ExitStack() as stack:
+                if checkpoint is not None:
+                    folder = stack.enter_context(checkpoint.as_directory())
+                elif record.get("checkpoint") and Path(record["checkpoint"]).exists():
+                    folder = record["checkpoint"]
+                else:
+                    _log.warning("front member %s has no checkpoint; no model logged",
+                                 record["trial_id"])
+                    continue
+                built = load_model(folder)
+                model, config = built if isinstance(built, tuple) else (built, None)
+                config = config.to_dict() if hasattr(config, "to_dict") else record["params"]
+                file = Path(folder) / "checkpoint.pt"
+                tracker.log_front_model(record["run_id"], model, config,
+                                        checkpoint=file if file.is_file() else None)
             logged += 1
         except TrackingUnavailable:
             raise

@@ -431,16 +431,33 @@ def _global_store(tracking_uri: str):
                 os.environ[key] = value
 
 
-def load_model(model_uri: str, tracking_uri: str) -> Any:
-    """``mlflow.pytorch.load_model(model_uri)`` from the store (and registry) at
-    ``tracking_uri``, on the CPU; MLflow's global tracking URI is left as it was."""
+def load_model(model_uri: str, tracking_uri: str, *, allow_pickle: bool = False) -> Any:
+    """The network of ``model_uri`` from the store (and registry) at ``tracking_uri``, on
+    the CPU; MLflow's global tracking URI is left as it was.
+
+    It is rebuilt from the model's ``tgo-checkpoint.pt`` with ``weights_only=True``: nothing
+    in the store can run code here. A model without that file (logged by something else)
+    is refused unless ``allow_pickle=True``, which unpickles ``mlflow.pytorch``'s
+    ``data/model.pth``: only for a store you trust.
+    """
     import mlflow.artifacts
-    import mlflow.pytorch
+
+    from tgo.checkpoint import load_model as load_checkpoint
+    from tune.front_models import SAFE_CHECKPOINT
 
     with tempfile.TemporaryDirectory(prefix="tgo-model-") as tmp, _global_store(tracking_uri):
         local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp,
                                                     tracking_uri=tracking_uri,
                                                     registry_uri=tracking_uri)
+        safe = Path(local) / SAFE_CHECKPOINT
+        if safe.is_file():
+            return load_checkpoint(safe)[0]
+        if not allow_pickle:
+            raise ValueError(f"model: {model_uri} has no {SAFE_CHECKPOINT} (weights only), "
+                             "and loading its pickle could run code from the store; load it "
+                             "with mlflow.pytorch.load_model only if you trust the store")
+        import mlflow.pytorch
+
         return mlflow.pytorch.load_model(local, map_location="cpu")
 
 

@@ -691,7 +691,8 @@ class SweepTracker:
                     self._front_tags[record["run_id"]] = want
         return [record for record, rank in zip(records, ranks) if rank == 0]
 
-    def log_front_model(self, run_id: str, model: Any, config_dict: Mapping[str, Any]) -> str:
+    def log_front_model(self, run_id: str, model: Any, config_dict: Mapping[str, Any],
+                        checkpoint: str | os.PathLike | None = None) -> str:
         """Log a front member's model on its child run, once (tag ``tgo.model_logged``).
 
         The model is an MLflow PyTorch model named ``model`` (pickle serialization, explicit
@@ -715,7 +716,7 @@ class SweepTracker:
             uri = front_models.log_pytorch_model(
                 self.client, run.info.experiment_id, run_id, model, dict(config_dict),
                 params=params, code_paths=self.model_code_paths,
-                pip_requirements=self.model_pip_requirements)
+                pip_requirements=self.model_pip_requirements, checkpoint=checkpoint)
             self._log_batch(run_id, tags=[RunTag(_MODEL_LOGGED, "true"),
                                           RunTag("tgo.model_uri", uri)])
         return uri
