@@ -125,3 +125,17 @@ def test_unreachable_mlflow_fails_before_any_trial(tmp_path, ray_local):
     with pytest.raises(TrackingUnavailable):
         run_sweep(spec)
     assert not (tmp_path / "runs" / "nomlflow").exists()
+
+
+def test_an_address_where_nothing_listens_fails_at_once(tmp_path, capsys):
+    import time
+
+    from tgo.cli import main
+    spec = _spec(tmp_path, name="noray")
+    path = tmp_path / "noray.yaml"
+    path.write_text(yaml.safe_dump(spec.model_dump(mode="json")))
+    start = time.monotonic()
+    assert main(["sweep", "run", str(path), "--address", "127.0.0.1:1"]) == 2
+    assert time.monotonic() - start < 30         # not Ray's minutes of connect retries
+    assert "address: nothing answers at 127.0.0.1:1" in capsys.readouterr().err
+    assert not (tmp_path / "runs" / "noray").exists()

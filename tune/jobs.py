@@ -75,7 +75,9 @@ __all__ = [
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 #: What the job's working_dir leaves out (gitignore syntax, relative to the repository root).
 EXCLUDES = (".git", ".venv", "data", "runs", "out", "mlruns", "mlartifacts", "mlflow.db",
-            "*.pt", "__pycache__", "*.egg-info", ".pytest_cache")
+            "*.pt", "__pycache__", "*.egg-info", ".pytest_cache", ".hypothesis",
+            # secrets that sit in project folders
+            ".env", "*.pem", "*.key", ".netrc", "auth_token")
 #: Environment variable that carries the spec (YAML text) into the job.
 SPEC_ENV = "TGO_SWEEP_SPEC"
 _DEFAULT_TOKEN_FILE = Path("~/.ray/auth_token")

@@ -92,6 +92,29 @@ def artifact_location(tracking_uri: str) -> str | None:
     return None
 
 
+def _check_address(address: str, timeout_s: float = 5.0) -> None:
+    """Fail at once when nothing listens at a ``host:port`` or ``ray://host:port`` address
+    (``ray.init`` would retry for minutes)."""
+    import socket
+    import urllib.parse
+
+    if address == "auto":
+        return
+    parsed = urllib.parse.urlparse(address if "://" in address else f"gcs://{address}")
+    try:
+        host, port = parsed.hostname, parsed.port
+    except ValueError:
+        host, port = None, None
+    if not host or not port:
+        raise ValueError(f"address: expected host:port, ray://host:port or auto, "
+                         f"got {address!r}")
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ValueError(f"address: nothing answers at {host}:{port} ({exc.strerror or exc});"
+                         " is the Ray cluster up?") from None
+
+
 def _init_ray(address: str | None) -> None:
     import ray
 
@@ -101,6 +124,8 @@ def _init_ray(address: str | None) -> None:
     keep_credentials_out_of_ray_logs()   # Ray Tune would log the driver's AWS keys
     if ray.is_initialized():
         return
+    if address:
+        _check_address(address)
     forward = {VARIABLE: os.environ[VARIABLE]} if os.environ.get(VARIABLE) else {}
     if address:
         ray.init(address=address, log_to_driver=True,
