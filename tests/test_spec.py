@@ -75,8 +75,8 @@ def test_digits_quick_is_the_documented_default() -> None:
     assert (spec.pruner.type, spec.pruner.eta, spec.pruner.grace_epochs) == (
         PrunerName.MO_ASHA, 3, 1)
     assert (spec.num_samples, spec.max_concurrent, spec.resources.cpu) == (8, 2, 1.0)
-    assert (spec.evaluation.attack.value, spec.evaluation.eps, spec.evaluation.steps) == (
-        "pgd", 0.1, 10)
+    assert [a.value for a in spec.evaluation.attacks] == ["pgd", "apgd"]   # the worst case
+    assert (spec.evaluation.attack, spec.evaluation.eps, spec.evaluation.steps) == (None, 0.1, 10)
     assert Path(spec.storage_path).name == "runs" and Path(spec.storage_path).is_absolute()
 
 
@@ -108,7 +108,8 @@ def test_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert (spec.max_concurrent, spec.max_failures) == (2, 2)
     assert (spec.resources.cpu, spec.resources.gpu) == (1.0, 0.0)
     ev = spec.evaluation
-    assert (ev.attack.value, ev.eps, ev.steps, ev.restarts) == ("pgd", 0.1, 20, 1)
+    assert ([a.value for a in ev.attacks], ev.attack) == (["pgd", "apgd"], None)
+    assert (ev.eps, ev.steps, ev.restarts) == (0.1, 20, 1)
     assert (ev.step_size, ev.eot_samples, ev.max_examples) == (None, None, None)
     assert spec.mlflow.experiment == "t"
     assert spec.mlflow.tracking_uri == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
@@ -142,6 +143,21 @@ def test_eot_samples_default_is_left_to_the_evaluation() -> None:
     # (checked end to end in tests/test_cli.py).
     assert EvaluationSpec().eot_samples is None
     assert EvaluationSpec(eot_samples=3).eot_samples == 3
+
+
+def test_evaluation_attack_set_and_the_single_attack_form() -> None:
+    spec = SweepSpec.from_dict(spec_with(evaluation={"attacks": ["apgd", "fgsm"]}))
+    assert [a.value for a in spec.evaluation.attacks] == ["apgd", "fgsm"]
+    old = SweepSpec.from_dict(spec_with(evaluation={"attack": "fgsm"}))   # older specs
+    assert [a.value for a in old.evaluation.attacks] == ["fgsm"]
+    both = SweepSpec.from_dict(spec_with(evaluation={"attack": "pgd", "attacks": ["pgd"]}))
+    assert both.evaluation.attacks == (both.evaluation.attack,)
+    assert old.hash() != SweepSpec.from_dict(MINIMAL).hash()   # a different objective
+    assert old.to_flat_params()["evaluation.attacks"] == '["fgsm"]'
+    from tgo.final_eval import EvalSettings
+    settings = EvalSettings(**spec.evaluation.model_dump())    # as tune/trainable.py does
+    assert [a.value for a in settings.attacks] == ["apgd", "fgsm"]
+    assert EvalSettings(**old.evaluation.model_dump()).attacks == old.evaluation.attacks
 
 
 def test_spec_is_frozen() -> None:
@@ -220,6 +236,19 @@ BAD_CASES = [
      "constraints[0]: expected a metric in", "'accuracy'"),
     ("eps out of range", {"evaluation": {"eps": 1.5}}, "evaluation.eps: expected <= 1", "1.5"),
     ("negative eps", {"evaluation": {"eps": -0.1}}, "evaluation.eps: expected >= 0", "-0.1"),
+    ("attacks not a list", {"evaluation": {"attacks": "pgd,apgd"}},
+     "evaluation.attacks: expected a list of attack names", "'pgd,apgd'"),
+    ("empty attacks", {"evaluation": {"attacks": []}},
+     "evaluation.attacks: expected at least 1 attack", "[]"),
+    ("unknown attack in the set", {"evaluation": {"attacks": ["pgd", "cw"]}},
+     "evaluation.attacks[1]: expected one of 'fgsm', 'pgd' or 'apgd'", "'cw'"),
+    ("repeated attack", {"evaluation": {"attacks": ["pgd", "pgd"]}},
+     "evaluation.attacks: expected distinct attacks", "['pgd', 'pgd']"),
+    ("unknown single attack", {"evaluation": {"attack": "cw"}},
+     "evaluation.attack: expected one of", "'cw'"),
+    ("single attack beside a different set", {"evaluation": {"attack": "fgsm",
+                                                             "attacks": ["pgd", "apgd"]}},
+     "evaluation.attack: expected attack only without attacks", "'fgsm'"),
     ("negative cpu", {"resources": {"cpu": -1}}, "resources.cpu: expected > 0", "-1"),
     ("negative gpu", {"resources": {"gpu": -0.5}}, "resources.gpu: expected >= 0", "-0.5"),
     ("fractional gpu above one", {"resources": {"gpu": 1.5}}, "resources.gpu: expected a fraction",
@@ -621,4 +650,6 @@ def test_junk_yaml_never_raises_anything_but_spec_error(tmp_path: Path, text: st
         assert exc.problems and str(path) in str(exc)
 
 
-PINNED_HASH = "3f3ec0d3e7e4"
+# Changed on purpose (issue 6): evaluation.attacks made robust_acc a worst case over
+# [pgd, apgd], so a spec means a different objective than before (was 3f3ec0d3e7e4).
+PINNED_HASH = "57fdb923f648"

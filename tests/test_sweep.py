@@ -74,7 +74,11 @@ def test_sweep_end_to_end(tmp_path, ray_local, monkeypatch):
     for child in finished:
         assert {"clean_acc", "robust_acc", "spike_rate"} <= set(child.data.metrics)
         assert child.data.params["dataset"] == "digits"            # the full TrainConfig
-        assert child.data.tags["eval_attack"] == "pgd"
+        assert child.data.tags["eval_attack"] == "pgd,apgd"        # the default worst case
+        assert child.data.tags["eval_description"].startswith("worst case of [PGD-3 ")
+        metrics = child.data.metrics
+        assert {"robust_acc_pgd", "robust_acc_apgd"} <= set(metrics)
+        assert metrics["robust_acc"] <= min(metrics["robust_acc_pgd"], metrics["robust_acc_apgd"])
         history = client.get_metric_history(child.info.run_id, "val_clean_acc")
         assert sorted(m.step for m in history) == [1, 2, 3]
     for child in pruned:                               # pruned trials never sit on the front

@@ -7,7 +7,9 @@ The library trains and evaluates TGO SNNs and imports without Ray, Optuna or MLf
 - :mod:`tgo.models`, :mod:`tgo.data`: models and data sets by name;
 - :mod:`tgo.train`: ``fit(config, report)``; :mod:`tgo.config`: ``TrainConfig``;
 - :mod:`tgo.attacks`, :mod:`tgo.evaluate`, :mod:`tgo.diagnostics`: robustness numbers that
-  say which attack produced them.
+  say which attack produced them;
+- :mod:`tgo.worst_case`, :mod:`tgo.final_eval`: the per-example worst case over an attack
+  set, and the final test evaluation that reports it as ``robust_acc``.
 
 Example:
     >>> from tgo.config import TrainConfig

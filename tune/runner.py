@@ -122,10 +122,10 @@ def _init_ray(address: str | None) -> None:
     from tune.redact import keep_credentials_out_of_ray_logs
 
     keep_credentials_out_of_ray_logs()   # Ray Tune would log the driver's AWS keys
-    if ray.is_initialized():
-        return
     if address:
         _check_address(address)
+    if ray.is_initialized():
+        return
     forward = {VARIABLE: os.environ[VARIABLE]} if os.environ.get(VARIABLE) else {}
     if address:
         ray.init(address=address, log_to_driver=True,

@@ -26,6 +26,7 @@ import json
 import math
 import os
 import re
+import urllib.parse
 from pathlib import Path
 from typing import Annotated, Any, Callable, Literal, Mapping, Sequence, Union
 
@@ -119,6 +120,57 @@ def _dotted(loc: Sequence[Any]) -> str:
         else:
             out += f"[{part}]" if isinstance(part, int) else f"[{_show(part)}]"
     return out
+
+
+# Beyond 64 bits an integer breaks the C code it reaches (torch, numpy, SQL columns).
+_INT64 = (-2**63, 2**63 - 1)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _huge_ints(node: Any, loc: tuple = ()) -> list[str]:
+    """``path: expected ...`` for every integer in ``node`` that does not fit in 64 bits."""
+    if isinstance(node, int) and not isinstance(node, bool) and \
+            not _INT64[0] <= node <= _INT64[1]:
+        return [f"{_dotted(loc) or 'spec'}: expected an integer that fits in 64 bits, "
+                f"got {_show(node)}"]
+    if isinstance(node, Mapping):
+        return [p for k, v in node.items() for p in _huge_ints(v, loc + (k,))]
+    if isinstance(node, (list, tuple)):
+        return [p for i, v in enumerate(node) for p in _huge_ints(v, loc + (i,))]
+    return []
+
+
+#: MLflow store schemes a spec may name (``postgresql+psycopg2`` counts as postgresql).
+_TRACKING_SCHEMES = ("http", "https", "sqlite", "postgresql", "mysql", "mssql", "databricks",
+                     "databricks-uc")
+
+
+def _tracking_uri_problem(uri: str) -> str | None:
+    """Why ``uri`` cannot be a sweep's tracking URI (None when it can). A URI that holds a
+    credential is refused: the spec is logged to MLflow and saved with the Ray results."""
+    from tune.redact import has_credentials, redact_uri
+
+    shown = _show(redact_uri(uri))
+    if _CONTROL.search(uri) or uri != uri.strip():
+        return f"expected a URI without control characters or surrounding spaces, got {shown}"
+    if has_credentials(uri):
+        return ("expected no credentials in the URI (the spec is logged and saved with the "
+                "results); set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, or "
+                "MLFLOW_TRACKING_TOKEN (a database: its driver's variables, e.g. PGPASSWORD) "
+                f"in the environment instead, got {shown}")
+    if uri in ("databricks", "databricks-uc"):  # the default Databricks profile
+        return None
+    try:
+        parts = urllib.parse.urlsplit(uri)
+        ok = parts.scheme.split("+")[0] in _TRACKING_SCHEMES and "://" in uri and \
+            (bool(parts.hostname) or not parts.scheme.startswith("http"))
+    except ValueError:
+        ok = False
+    if not ok:
+        return (f"expected an MLflow tracking URI such as sqlite:////abs/path/mlflow.db or "
+                f"http://host:5000 (schemes: {', '.join(_TRACKING_SCHEMES)}; MLflow 3's file "
+                f"store is in maintenance mode), got {shown}")
+    return None
 
 
 # --------------------------------------------------------------------------- distributions
@@ -264,7 +316,7 @@ class SamplerSpec(_Frozen):
     of ``num_samples`` (at most 50), so a small sweep still runs several generations."""
 
     type: SamplerName = SamplerName.NSGA2
-    seed: Int = 0
+    seed: Annotated[int, Strict(), Field(ge=0, le=2**32 - 1)] = 0  # numpy's seed range
     population_size: Annotated[int, Strict(), Field(ge=2)] | None = None
 
 
@@ -328,24 +380,76 @@ class ResourcesSpec(_Frozen):
         return self
 
 
+def _attack_name(value: Any) -> str | None:
+    """The plain string of an attack name as given (None for anything else)."""
+    if isinstance(value, Attack):
+        return value.value
+    return value if isinstance(value, str) else None
+
+
 class EvaluationSpec(_Frozen):
     """The final evaluation on the test split that produces the objectives.
 
     Attributes:
-        attack, eps, steps, step_size, restarts: L-inf attack on [0, 1] pixels; ``step_size``
-            None lets the attack pick its default.
+        attacks: the attack set; ``robust_acc`` is the per-example worst case over it (an
+            example counts only if it survives every attack), so masking one attack's
+            gradient cannot buy a place on the front. Default: PGD and APGD-CE.
+        attack: the single-attack form of older specs; given alone it means
+            ``attacks: [attack]``. None otherwise.
+        eps, steps, step_size, restarts: L-inf budget on [0, 1] pixels shared by the
+            attacks; ``step_size`` None lets each attack pick its default (APGD always
+            adapts its own).
         eot_samples: EOT noise draws per gradient; None picks 8 for a stochastic model
             (noise_scale > 0 and noise on at eval), else 1.
         max_examples: cap on test examples (None: the whole test split).
+
+    Example:
+        >>> [a.value for a in EvaluationSpec().attacks]
+        ['pgd', 'apgd']
+        >>> [a.value for a in EvaluationSpec(attack="fgsm").attacks]
+        ['fgsm']
     """
 
-    attack: Attack = Attack.PGD
+    attacks: tuple[Attack, ...] = (Attack.PGD, Attack.APGD)
+    attack: Attack | None = None
     eps: Annotated[float, Strict(), Field(ge=0, le=1)] = 0.1
     steps: Annotated[int, Strict(), Field(ge=1)] = 20
     step_size: Annotated[float, Strict(), Field(gt=0)] | None = None
     restarts: Annotated[int, Strict(), Field(ge=1)] = 1
     eot_samples: Annotated[int, Strict(), Field(ge=1)] | None = None
     max_examples: Annotated[int, Strict(), Field(ge=1)] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _single_attack(cls, data: Any) -> Any:
+        """``attack: X`` alone stands for ``attacks: [X]`` (when X is a valid name; a bad
+        one is reported once, at ``evaluation.attack``)."""
+        if isinstance(data, Mapping) and "attacks" not in data and "attack" in data:
+            if _attack_name(data["attack"]) in {a.value for a in Attack}:
+                return {**data, "attacks": [data["attack"]]}
+        return data
+
+    @field_validator("attacks", mode="before")
+    @classmethod
+    def _attack_list(cls, attacks: Any) -> Any:
+        names = ", ".join(repr(a.value) for a in Attack)
+        if not isinstance(attacks, (list, tuple)):
+            raise _Problems([((), f"expected a list of attack names ({names}), "
+                                  f"got {_show(attacks)}")])
+        if not attacks:
+            raise _Problems([((), f"expected at least 1 attack ({names}), got []")])
+        given = [_attack_name(a) for a in attacks]
+        if None not in given and len(set(given)) < len(given):
+            raise _Problems([((), f"expected distinct attacks, got {_show(list(attacks))}")])
+        return attacks
+
+    @model_validator(mode="after")
+    def _one_attack_form(self) -> "EvaluationSpec":
+        if self.attack is not None and self.attacks != (self.attack,):
+            raise _Problems([(("attack",), f"expected attack only without attacks (attacks "
+                                           f"{[a.value for a in self.attacks]!r} lists the "
+                                           f"whole set), got {self.attack.value!r}")])
+        return self
 
 
 class MlflowSpec(_Frozen):
@@ -354,7 +458,24 @@ class MlflowSpec(_Frozen):
     ``experiment`` with the spec name."""
 
     tracking_uri: Annotated[str, StringConstraints(min_length=1)] | None = None
-    experiment: Annotated[str, StringConstraints(min_length=1)] | None = None
+    experiment: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _check_uri(cls, uri: str | None) -> str | None:
+        problem = None if uri is None else _tracking_uri_problem(uri)
+        if problem:
+            raise _Problems([((), problem)])
+        return uri
+
+    @field_validator("experiment")
+    @classmethod
+    def _check_experiment(cls, name: str | None) -> str | None:
+        # MLflow search filters quote the name; a quote or backslash would break them.
+        if name is not None and (_CONTROL.search(name) or "'" in name or "\\" in name):
+            raise _Problems([((), f"expected no quotes, backslashes or control characters, "
+                                  f"got {_show(name)}")])
+        return name
 
 
 # --------------------------------------------------------------------------- the spec
@@ -399,10 +520,13 @@ class SweepSpec(_Frozen):
     storage_path: Annotated[str, StringConstraints(min_length=1)] = "runs"
 
     def __init__(self, /, **data: Any) -> None:
+        huge = _huge_ints(data)
         try:
             super().__init__(**data)
         except ValidationError as exc:
-            raise SpecError(_problems_of(exc)) from None
+            raise SpecError(huge + [p for p in _problems_of(exc) if p not in huge]) from None
+        if huge:
+            raise SpecError(huge)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str | None = None) -> "SweepSpec":
@@ -440,9 +564,39 @@ class SweepSpec(_Frozen):
             elif key in _PLAIN_TYPES and not isinstance(value, _PLAIN_TYPES[key]):
                 kind = "true or false" if _PLAIN_TYPES[key] is bool else "a string"
                 problems.append(((key,), f"expected {kind}, got {_show(value)}"))
+            elif isinstance(value, str) and _CONTROL.search(value):
+                problems.append(((key,), f"expected no control characters, got {_show(value)}"))
         if problems:
             raise _Problems(problems)
         return train
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, name: str) -> str:
+        # The name is a folder under storage_path, an MLflow experiment and a CLI argument.
+        if len(name) > 100:
+            raise _Problems([((), f"expected at most 100 characters, got {len(name)}")])
+        if name[0] in ".-":
+            raise _Problems([((), f"expected a letter, digit or '_' first (the name is a "
+                                  f"folder and a command-line argument), got {_show(name)}")])
+        return name
+
+    @field_validator("storage_path")
+    @classmethod
+    def _check_storage(cls, path: str) -> str:
+        problem = None
+        if _CONTROL.search(path) or not path.strip():
+            problem = f"expected a folder path without control characters, got {_show(path)}"
+        elif "://" not in path:
+            try:
+                parts = Path(path).expanduser().parts
+            except RuntimeError:  # ~user of an unknown user
+                parts, problem = (), f"expected a folder of a known user, got {_show(path)}"
+            if any(len(part.encode()) > 255 for part in parts):
+                problem = f"expected folder names of at most 255 bytes, got {_show(path)}"
+        if problem:
+            raise _Problems([((), problem)])
+        return path
 
     @field_validator("space", mode="wrap")
     @classmethod
@@ -484,6 +638,12 @@ class SweepSpec(_Frozen):
     def _check_and_resolve(self) -> "SweepSpec":
         problems: list[tuple[tuple, str]] = []
         fixed = self.fixed_settings()
+        from_env = os.environ.get("MLFLOW_TRACKING_URI")
+        if self.mlflow.tracking_uri is None and from_env:
+            problem = _tracking_uri_problem(from_env)
+            if problem:
+                problems.append((("mlflow", "tracking_uri"), f"{problem} (from "
+                                                             "$MLFLOW_TRACKING_URI)"))
         for name in self.space:
             if name in self.train:
                 problems.append((("train", name), f"expected a field to be fixed or searched, "
@@ -834,6 +994,8 @@ def _describe(err: Mapping[str, Any], raw: tuple, loc: tuple) -> tuple[tuple, st
         return loc, f"expected at least {ctx.get('min_length')} item(s), got {got}"
     if kind == "string_too_short":
         return loc, f"expected a non-empty string, got {got}"
+    if kind == "string_too_long":
+        return loc, f"expected at most {ctx.get('max_length')} characters, got {got}"
     if kind == "string_pattern_mismatch":
         return loc, f"expected letters, digits, '_', '.' or '-' only, got {got}"
     if kind == "invalid_key":
