@@ -12,7 +12,6 @@ import json
 import os
 import re
 import shlex
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from ports import free_ports
 
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER = REPO / "cluster"
@@ -348,7 +348,7 @@ def test_script_refuses_bad_input_without_starting_anything(tmp_path):
 @linux_only
 def test_a_node_that_fails_to_start_is_reported_and_cleaned_up(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("f")  # short: Ray's socket paths live below it
-    port, dashboard, client = _free_ports(3)
+    port, dashboard, client = free_ports(3)
     proc = _script("start", "--dir", tmp_path, "--ray", "/bin/false", "--port", port,
                    "--dashboard-port", dashboard, "--client-port", client, "--timeout", 20)
     assert proc.returncode == 1
@@ -402,23 +402,13 @@ def test_stop_ends_a_process_tree_escalates_and_spares_reused_pids(tmp_path):
 # --------------------------------------------------------------------------- a real cluster
 
 
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
 
 @pytest.fixture(scope="module")
 def local_cluster(tmp_path_factory):
     """One 3-node cluster (head + 2 workers) for the module; stopped at teardown whatever
     happened. Yields (state folder, state at start, start output)."""
     directory = tmp_path_factory.mktemp("rc")
-    port, dashboard, client = _free_ports(3)
+    port, dashboard, client = free_ports(3)
     try:
         proc = _script("start", "--dir", directory, "--workers", 2, "--port", port,
                        "--dashboard-port", dashboard, "--client-port", client,

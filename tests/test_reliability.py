@@ -15,7 +15,6 @@ import importlib.util
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 from ray import cloudpickle
+from ports import free_ports
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")]
@@ -40,16 +40,6 @@ local_cluster = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(local_cluster)
 
 
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
 
 def _run(cmd, timeout=600, **kw) -> subprocess.CompletedProcess:
     return subprocess.run([str(c) for c in cmd], capture_output=True, text=True,
@@ -62,7 +52,7 @@ class Rig:
     def __init__(self, root: Path):
         self.root = root
         self.cluster_dir, self.mlflow_dir = root / "rc", root / "mlflow"
-        self.port, self.dashboard, self.client_port, self.mlflow_port = _free_ports(4)
+        self.port, self.dashboard, self.client_port, self.mlflow_port = free_ports(4)
         self.mlflow_url = f"http://127.0.0.1:{self.mlflow_port}"
         self.state: dict = {}
 

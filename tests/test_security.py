@@ -25,7 +25,6 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -45,6 +44,7 @@ from tune import jobs
 from tune.redact import (SECRET_ENV_VARS, has_credentials, keep_credentials_out_of_ray_logs,
                          redact_uri)
 from tune.spec import SpecError, SweepSpec
+from ports import free_ports
 
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -122,16 +122,6 @@ def test_local_cluster_nodes_bind_loopback():
     assert worker[worker.index("--address") + 1] == f"127.0.0.1:{ns.port}"
 
 
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
 
 def _ancestors(pid: int) -> list[int]:
     chain = []
@@ -197,7 +187,7 @@ def test_local_cluster_listens_on_loopback_only_and_wants_the_token(tmp_path_fac
     script = REPO / "cluster" / "local_cluster.py"
     folder = Path(tempfile.mkdtemp(prefix="tgosec"))  # short: Ray's socket paths live in it
     home = tmp_path_factory.mktemp("home")
-    port, dashboard, client = _free_ports(3)
+    port, dashboard, client = free_ports(3)
     start = subprocess.run([PYTHON, str(script), "start", "--dir", str(folder), "--workers", "0",
                             "--port", str(port), "--dashboard-port", str(dashboard),
                             "--client-port", str(client), "--timeout", "240"],

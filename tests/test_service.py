@@ -7,7 +7,6 @@ by PID (cluster/local_cluster.py stop, mlflow/stop.sh)."""
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from ports import free_ports
 
 pytestmark = pytest.mark.slow
 
@@ -23,16 +23,6 @@ CLUSTER = ROOT / "cluster" / "local_cluster.py"
 SERVE, STOP = ROOT / "mlflow" / "serve.sh", ROOT / "mlflow" / "stop.sh"
 TGO = [sys.executable, "-m", "tgo.cli"]
 
-
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def _run(cmd, timeout=600, env=None, **kw) -> subprocess.CompletedProcess:
@@ -55,7 +45,7 @@ def service():
     # Ray's socket paths must stay under 107 bytes: a short folder, not pytest's tmp_path.
     root = Path(tempfile.mkdtemp(prefix="tgosvc"))
     cluster_dir, mlflow_dir = root / "rc", root / "mlflow"
-    port, dashboard, client, mlflow_port = _free_ports(4)
+    port, dashboard, client, mlflow_port = free_ports(4)
     pids: list[int] = []
     try:
         started = _run([sys.executable, CLUSTER, "start", "--dir", cluster_dir, "--workers", 2,
