@@ -84,6 +84,10 @@ def _error_text(trial: Any) -> str:
     return lines[-1][:500] if lines else "error (no message recorded)"
 
 
+#: Default of ``MlflowSweepCallback(front_every_s=...)``, seconds between front rebuilds.
+FRONT_EVERY_S = 30.0
+
+
 def _metrics(result: Mapping[str, Any], objectives: set[str]) -> dict[str, Any]:
     return {k: v for k, v in result.items()
             if k not in RAY_BOOKKEEPING_KEYS and k not in FINAL_KEYS and k not in objectives
@@ -212,14 +216,14 @@ class MlflowSweepCallback(raytune.Callback):
                  pruned_lookup: Callable[[str], Any] | None = None,
                  load_model: Callable[[str], Any] | None = None,
                  experiment_path: str | os.PathLike | None = None,
-                 retry_after_s: float = 15.0, front_every_s: float = 30.0) -> None:
+                 retry_after_s: float = 15.0, front_every_s: float | None = None) -> None:
         self.tracker = tracker
         self._pruned_lookup = pruned_lookup or (lambda trial_id: None)
         self._load_model = load_model
         self._objectives = {o.name for o in tracker.objectives}
         self.experiment_path = None if experiment_path is None else Path(experiment_path)
         self.retry_after_s = retry_after_s
-        self.front_every_s = front_every_s
+        self.front_every_s = FRONT_EVERY_S if front_every_s is None else front_every_s
         self._front_at = -math.inf   # monotonic time of the last front rebuild
         self._nodes: dict[str, str] = {}      # run id -> Ray node id last tagged
         self._retries: dict[str, int] = {}    # trial id -> retries seen
