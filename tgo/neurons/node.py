@@ -85,15 +85,17 @@ class NoisyLIFNode(neuron.LIFNode):
                 f"surrogate={self.params.surrogate.value}(alpha={self.params.alpha:.4g}), "
                 f"noise_at_eval={self.noise_at_eval}")
 
-    def _draw_noise(self, like: torch.Tensor) -> torch.Tensor | None:
+    def _draw_thresholds(self, like: torch.Tensor) -> torch.Tensor | None:
+        """Per-element firing thresholds V_th - xi ~ N(V_th, sigma^2), or None (no noise)."""
         if not self.noise_active:
             return None
-        return torch.normal(0.0, self.noise_scale, like.shape, generator=self.generator,
-                            device=like.device, dtype=torch.float32)
+        out = torch.empty(like.shape, device=like.device, dtype=torch.float32)
+        return out.normal_(self.params.v_threshold, self.noise_scale, generator=self.generator)
 
     def _run(self, x_seq: torch.Tensor) -> torch.Tensor:
         (v,) = self.materialize_states((x_seq,), (self.v,), "m")
-        spikes, h_seq, v_last = noisy_lif_multi_step(x_seq, v, self._draw_noise(x_seq), self.params)
+        spikes, h_seq, v_last = noisy_lif_multi_step(x_seq, v, None, self.params,
+                                                     thresholds=self._draw_thresholds(x_seq))
         self.v = v_last
         if self.recorder is not None:
             self.recorder.append(h_seq)
