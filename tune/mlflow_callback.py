@@ -31,44 +31,18 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 from ray import tune as raytune
 
 from tune import journal
+from tune.mlflow_ops import (final_metrics, log_front_models, metrics_of, replay,
+                             result_epoch)
 from tune.tracking import SweepTracker, TrackingUnavailable, TrialOutcome
 
-__all__ = ["FINAL_KEYS", "MlflowSweepCallback", "RAY_BOOKKEEPING_KEYS", "log_front_models",
-           "replay"]
+__all__ = ["FRONT_EVERY_S", "MlflowSweepCallback"]
 
 _log = logging.getLogger(__name__)
-
-#: Keys Ray adds to every result; not metrics of the trial.
-RAY_BOOKKEEPING_KEYS = frozenset({
-    "time_this_iter_s", "time_total_s", "timestamp", "training_iteration", "time_since_restore",
-    "iterations_since_restore", "timesteps_since_restore", "timesteps_total", "episodes_total",
-    "pid", "hostname", "node_ip", "date", "done", "trial_id", "experiment_id", "experiment_tag",
-    "config", "should_checkpoint", "checkpoint_dir_name", "warmup_time", "epoch"})
-#: Result keys that are settings or descriptions, not metrics (Ray may flatten the nested
-#: ``train_config`` dict into ``train_config/<field>`` or ``train_config.<field>``).
-NON_METRIC_PREFIXES = ("eval_", "train_config", "config/", "config.", "ray_node_id")
-#: Keys of the last result only (the test-split objectives and the attack behind them).
-FINAL_KEYS = frozenset({"clean_acc", "robust_acc", "spike_rate", "near_threshold",
-                        "done_training"})
-
-
-def _epoch(result: Mapping[str, Any]) -> int:
-    for key in ("epoch", "training_iteration"):
-        value = result.get(key)
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    return 0
-
-
-def _final(result: Mapping[str, Any], objectives: set[str]) -> dict[str, Any]:
-    keep = FINAL_KEYS | objectives | {"epoch"}
-    return {k: v for k, v in result.items() if k in keep or k.startswith("eval_")}
-
 
 def _error_text(trial: Any) -> str:
     """The last line of the trial's error trace, e.g. ``ValueError: boom``.
@@ -86,96 +60,6 @@ def _error_text(trial: Any) -> str:
 
 #: Default of ``MlflowSweepCallback(front_every_s=...)``, seconds between front rebuilds.
 FRONT_EVERY_S = 30.0
-
-
-def _metrics(result: Mapping[str, Any], objectives: set[str]) -> dict[str, Any]:
-    return {k: v for k, v in result.items()
-            if k not in RAY_BOOKKEEPING_KEYS and k not in FINAL_KEYS and k not in objectives
-            and not k.startswith(NON_METRIC_PREFIXES)}
-
-
-def replay(tracker: SweepTracker, op: Mapping[str, Any],
-           nodes: dict[str, str] | None = None) -> str | None:
-    """Apply one op (see :mod:`tune.journal`) to the store; idempotent.
-
-    ``nodes`` (run id -> node id last tagged) saves repeating a node tag. Returns the
-    trial's child run id (None for sweep-level ops).
-
-    Raises:
-        TrackingUnavailable: the store cannot be reached (nothing is half-applied that a
-            second replay would duplicate).
-        ValueError: an unknown op.
-    """
-    kind = op.get("op")
-    if kind == "finish_sweep":
-        tracker.finish(op["status"])
-        return None
-    objectives = {o.name for o in tracker.objectives}
-    run_id = tracker.child_run(op["trial_id"], op.get("config") or {})
-    if kind == "open":
-        pass
-    elif kind == "result":
-        result = op["result"]
-        config = result.get("train_config")
-        if isinstance(config, Mapping):
-            tracker.log_params(run_id, config)
-        node = result.get("ray_node_id")
-        if isinstance(node, str) and node and (nodes or {}).get(run_id) != node:
-            tracker.set_tags(run_id, {"ray.node_id": node})
-            if nodes is not None:
-                nodes[run_id] = node
-        stamp = result.get("timestamp")
-        tracker.log_epoch(run_id, _metrics(result, objectives), _epoch(result),
-                          timestamp_ms=int(stamp * 1000) if stamp else None)
-    elif kind == "recover":
-        tracker.set_tags(run_id, {"tgo.retries": str(op["retries"]),
-                                  "status": f"retrying after: {op['error']}"[:8000]})
-    elif kind == "finish":
-        tracker.finish_trial(run_id, op["final"], op["outcome"], op.get("reason"),
-                             checkpoint_path=op.get("checkpoint"),
-                             timestamp_ms=op.get("timestamp_ms"))
-    else:
-        raise ValueError(f"op: expected open, result, recover, finish or finish_sweep, "
-                         f"got {kind!r}")
-    return run_id
-
-
-def log_front_models(tracker: SweepTracker, front: list, load_model: Callable[[str], Any],
-                     checkpoint_dirs: Mapping[str, Any] | None = None) -> int:
-    """Log a model for every front member that has none; returns how many were logged.
-
-    ``checkpoint_dirs`` maps trial ids to live Ray checkpoints (preferred); otherwise a
-    record's ``checkpoint`` tag (a folder) is used. A model that cannot be rebuilt or logged
-    is a warning (the sweep goes on); an unreachable store raises TrackingUnavailable.
-    """
-    logged = 0
-    for record in front:
-        if record.get("model_logged"):
-            continue
-        checkpoint = (checkpoint_dirs or {}).get(record["trial_id"])
-        try:
-            with contextlib.ExitStack() as stack:
-                if checkpoint is not None:
-                    folder = stack.enter_context(checkpoint.as_directory())
-                elif record.get("checkpoint") and Path(record["checkpoint"]).exists():
-                    folder = record["checkpoint"]
-                else:
-                    _log.warning("front member %s has no checkpoint; no model logged",
-                                 record["trial_id"])
-                    continue
-                built = load_model(folder)
-                model, config = built if isinstance(built, tuple) else (built, None)
-                config = config.to_dict() if hasattr(config, "to_dict") else record["params"]
-                file = Path(folder) / "checkpoint.pt"
-                tracker.log_front_model(record["run_id"], model, config,
-                                        checkpoint=file if file.is_file() else None)
-            logged += 1
-        except TrackingUnavailable:
-            raise
-        except Exception as exc:  # one broken checkpoint must not end the sweep
-            _log.warning("could not log the model of front member %s: %s: %s",
-                         record["trial_id"], type(exc).__name__, exc)
-    return logged
 
 
 def _trial_folder(trial: Any) -> Path | None:
@@ -270,7 +154,7 @@ class MlflowSweepCallback(raytune.Callback):
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
                         **info: Any) -> None:
-        keep = _metrics(result, self._objectives)
+        keep = metrics_of(result, self._objectives)
         keep.update({k: result[k] for k in ("train_config", "ray_node_id", "timestamp",
                                             "epoch", "training_iteration") if k in result})
         self._submit(trial, {"op": "result", "trial_id": trial.trial_id, "result": keep})
@@ -294,15 +178,16 @@ class MlflowSweepCallback(raytune.Callback):
             outcome, reason = TrialOutcome.FINISHED, None
         else:
             outcome = TrialOutcome.STOPPED
-            reason = f"at epoch {_epoch(result)} before the end of training"
-        self._finish(trial, _final(result, self._objectives), outcome, reason)
+            reason = f"at epoch {result_epoch(result)} before the end of training"
+        self._finish(trial, final_metrics(result, self._objectives), outcome, reason)
         if outcome is TrialOutcome.FINISHED:
             self._front_stale = True
         self._refresh_front(trials)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         result = trial.last_result or {}
-        self._finish(trial, {"epoch": _epoch(result)}, TrialOutcome.FAILED, _error_text(trial))
+        self._finish(trial, {"epoch": result_epoch(result)}, TrialOutcome.FAILED,
+                     _error_text(trial))
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         done = all(t.status in ("TERMINATED", "ERROR") for t in trials)

@@ -52,7 +52,7 @@ def sync_sweep(path: str | os.PathLike) -> SyncReport:
             pending writes stay where they are).
     """
     from tgo.checkpoint import load_model
-    from tune.mlflow_callback import log_front_models, replay
+    from tune.mlflow_ops import log_front_models, replay
     from tune.runner import SPEC_FILE, make_tracker
     from tune.spec import load_spec
 
