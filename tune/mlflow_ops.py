@@ -71,13 +71,16 @@ def replay(tracker: SweepTracker, op: Mapping[str, Any],
         ValueError: an unknown op.
     """
     kind = op.get("op")
+    if kind not in ("open", "result", "recover", "finish", "finish_sweep"):
+        raise ValueError(f"op: expected open, result, recover, finish or finish_sweep, "
+                         f"got {kind!r}")
     if kind == "finish_sweep":
         tracker.finish(op["status"])
         return None
     objectives = {o.name for o in tracker.objectives}
     run_id = tracker.child_run(op["trial_id"], op.get("config") or {})
-    if kind == "open":
-        pass
+    if kind == "open" or op["trial_id"] in tracker.finished_before:
+        pass   # a trial whose end is recorded already: Ray's re-run is not logged twice
     elif kind == "result":
         result = op["result"]
         config = result.get("train_config")
@@ -94,13 +97,10 @@ def replay(tracker: SweepTracker, op: Mapping[str, Any],
     elif kind == "recover":
         tracker.set_tags(run_id, {"tgo.retries": str(op["retries"]),
                                   "status": f"retrying after: {op['error']}"[:8000]})
-    elif kind == "finish":
+    else:   # finish
         tracker.finish_trial(run_id, op["final"], op["outcome"], op.get("reason"),
                              checkpoint_path=op.get("checkpoint"),
                              timestamp_ms=op.get("timestamp_ms"))
-    else:
-        raise ValueError(f"op: expected open, result, recover, finish or finish_sweep, "
-                         f"got {kind!r}")
     return run_id
 
 

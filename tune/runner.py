@@ -187,6 +187,10 @@ MLFLOW_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
 def _mlflow_http_defaults() -> None:
     for name, value in MLFLOW_HTTP_DEFAULTS.items():
         os.environ.setdefault(name, value)
+    # Ray Tune snapshots the sweep's state every 10 s or more by default; a trial that
+    # ends between a snapshot and a dead driver runs again on resume. Sweep states are
+    # small: every 2 s narrows that window (unless the user set it).
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
 
 
 def make_tracker(spec: SweepSpec, parent_run_id: str | None = None):

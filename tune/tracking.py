@@ -165,6 +165,13 @@ def _is_unavailable(exc: BaseException) -> bool:
 # ----------------------------------------------------------------------------- small helpers
 
 
+def _ended_for_good(run: Any) -> bool:
+    """Whether a child run ended finished, pruned or stopped (not failed, not running)."""
+    status = run.data.tags.get("status", "")
+    return run.info.status in ("FINISHED", "KILLED") and \
+        status.split(" ", 1)[0].rstrip(":") in ("finished", "pruned", "stopped")
+
+
 def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """``{"space": {"margin": {"low": 0.1}}}`` -> ``{"space.margin.low": 0.1}``."""
     out: dict[str, Any] = {}
@@ -311,12 +318,16 @@ class SweepTracker:
         self._children: dict[str, str] = {}        # trial id -> child run id
         self._params: dict[str, set[str]] = {}     # run id -> param keys already logged
         self._front_tags: dict[str, tuple[str, str]] = {}  # run id -> (pareto, pareto_rank)
+        #: Trial ids whose child run had ended (finished, pruned, stopped) before this
+        #: tracker opened it; their ops are not logged again (tune.mlflow_ops.replay).
+        self.finished_before: set[str] = set()
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickle without the client and caches (Ray pickles callbacks into tuner.pkl);
         :meth:`start` after unpickling reconnects to the same parent run."""
         state = self.__dict__.copy()
-        state.update(_client=None, _children={}, _params={}, _front_tags={})
+        state.update(_client=None, _children={}, _params={}, _front_tags={},
+                     finished_before=set())
         return state
 
     # -- plumbing
@@ -493,7 +504,11 @@ class SweepTracker:
         """The child run of ``trial_id``, created once under the parent (tag ``tgo.trial_id``).
 
         A retried or resumed trial gets its existing child back (set RUNNING again), with
-        any param keys it did not have yet. Params are the trial's config, flattened.
+        any param keys it did not have yet. Params are the trial's config, flattened. A
+        child that already ended finished, pruned or stopped stays as it is and its trial
+        id joins :attr:`finished_before`: Ray runs such a trial again when the driver died
+        between its end and Ray's next state snapshot, and nothing of it may be logged
+        twice. (A failed child is reopened: ``tgo sweep resume`` retries errored trials.)
 
         Example:
             >>> tracker.child_run("3a1b_00000", {"margin_weight": 0.42})   # doctest: +SKIP
@@ -508,7 +523,9 @@ class SweepTracker:
             if found:
                 run_id = found[0].info.run_id
                 self._params[run_id] = set(found[0].data.params)
-                if found[0].info.status != "RUNNING":
+                if _ended_for_good(found[0]):
+                    self.finished_before.add(trial_id)
+                elif found[0].info.status != "RUNNING":
                     self.client.update_run(run_id, status="RUNNING")
                     self.client.set_tag(run_id, "status", "running")
             else:

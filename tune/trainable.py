@@ -9,6 +9,7 @@ docs/CONTRACTS.md.
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 from typing import Any, Mapping
@@ -29,9 +30,21 @@ CONFIG_KEY = "train_config"
 #: Result key of the Ray node id the trial ran on (logged as the MLflow tag ``ray.node_id``).
 NODE_KEY = "ray_node_id"
 
-def _report(metrics: Mapping[str, Any], state: TrainState) -> None:
+#: The final evaluation, saved beside the last epoch's checkpoint: a trial resumed from it
+#: reports it again instead of attacking the test split a second time.
+FINAL_FILE = "final.json"
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else str(value)
+
+
+def _report(metrics: Mapping[str, Any], state: TrainState,
+            final: Mapping[str, Any] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="tgo-ckpt-") as folder:
         state.save(folder)
+        if final is not None:
+            (Path(folder) / FINAL_FILE).write_text(json.dumps(dict(final), default=_plain))
         raytune.report(dict(metrics), checkpoint=raytune.Checkpoint.from_directory(folder))
 
 
@@ -44,10 +57,13 @@ def run_trial(params: dict[str, Any], spec: SweepSpec) -> None:
     torch.set_num_threads(cpus)
     config = spec.train_config(params)
     settings = EvalSettings(**spec.evaluation.model_dump())
-    resume_from = None
+    resume_from, saved_final = None, None
     checkpoint = raytune.get_checkpoint()
     if checkpoint is not None:
-        resume_from = Path(checkpoint.to_directory()) / "checkpoint.pt"
+        folder = Path(checkpoint.to_directory())
+        resume_from = folder / "checkpoint.pt"
+        if (folder / FINAL_FILE).is_file():
+            saved_final = json.loads((folder / FINAL_FILE).read_text())
 
     def report(metrics: dict[str, float], state: TrainState) -> None:
         faults.inject(params, state.epoch, state.model)   # tests and drills only
@@ -55,18 +71,19 @@ def run_trial(params: dict[str, Any], spec: SweepSpec) -> None:
         if state.epoch == 1:   # the full TrainConfig once, for the MLflow child run's params
             result[CONFIG_KEY] = config.to_dict()
         result[NODE_KEY] = node_id   # which Ray node ran this epoch (a retry may move)
+        final = None
         if state.epoch == config.epochs:
             final = final_evaluation(state.model, config, state.splits, settings,
                                      generator=state.noise_rng)
             result.update(final, done_training=True)
-        _report(result, state)
+        _report(result, state, final)
 
     result = fit(config, report, resume_from=resume_from)
-    if not result.history:  # resumed after the last epoch's checkpoint: evaluate and report
-        final = final_evaluation(result.model, config, result.splits, settings,
-                                 generator=result.state.noise_rng)
+    if not result.history:  # resumed after the last epoch's checkpoint: report the end
+        final = saved_final or final_evaluation(result.model, config, result.splits, settings,
+                                                generator=result.state.noise_rng)
         _report({"epoch": config.epochs, NODE_KEY: node_id, **final,
-                 "done_training": True}, result.state)
+                 "done_training": True}, result.state, final)
 
 
 def make_trainable(spec: SweepSpec):
