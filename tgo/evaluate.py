@@ -118,6 +118,27 @@ def _positive_int(value: Any, field: str, allow_none: bool = False) -> None:
         raise ValueError(f"{field}: expected {expected}, got {value!r}")
 
 
+def _check_run(batch_size: Any, max_examples: Any, eot_samples: Any, noise: Any) -> None:
+    """The argument checks :func:`robustness` and :func:`tgo.worst_case.worst_case` share."""
+    _positive_int(batch_size, "batch_size")
+    _positive_int(max_examples, "max_examples", allow_none=True)
+    _positive_int(eot_samples, "eot_samples", allow_none=True)
+    if noise is not None and not isinstance(noise, bool):
+        raise ValueError(f"noise: expected None, True or False, got {noise!r}")
+
+
+def _place(model: nn.Module, device: torch.device | str | None, caller: str) -> torch.device:
+    """Warn when ``model`` is in training mode, move it to ``device`` if one is given, and
+    return the device it evaluates on."""
+    if model.training:
+        warnings.warn(f"{caller}: the model is in training mode; evaluating it in eval mode "
+                      "(and restoring training mode afterwards). Call model.eval() first.",
+                      stacklevel=3)
+    if device is not None:
+        model.to(device)
+    return _model_device(model)
+
+
 def _batches(data: Data, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     if isinstance(data, (tuple, list)) and len(data) == 2 \
             and all(isinstance(t, torch.Tensor) for t in data):
@@ -214,24 +235,14 @@ def robustness(
         >>> r.robust_acc, r.as_metrics()["eval_eot_samples"]  # doctest: +SKIP
         (0.41, 8)
     """
-    _positive_int(batch_size, "batch_size")
-    _positive_int(max_examples, "max_examples", allow_none=True)
-    _positive_int(eot_samples, "eot_samples", allow_none=True)
-    if noise is not None and not isinstance(noise, bool):
-        raise ValueError(f"noise: expected None, True or False, got {noise!r}")
+    _check_run(batch_size, max_examples, eot_samples, noise)
     # Validate the attack settings before any forward pass.
     make_attack(attack, eps=eps, steps=steps, step_size=step_size, restarts=restarts,
                 eot_samples=eot_samples or 1, surrogate=surrogate)
     if source is not None and not isinstance(source, nn.Module):
         raise ValueError(f"source: expected None or a torch.nn.Module, got "
                          f"{type(source).__name__}")
-    if model.training:
-        warnings.warn("robustness: the model is in training mode; evaluating it in eval mode "
-                      "(and restoring training mode afterwards). Call model.eval() first.",
-                      stacklevel=2)
-    if device is not None:
-        model.to(device)
-    device = _model_device(model)
+    device = _place(model, device, "robustness")
     if source is not None:
         source.to(device)
     attacked = model if source is None else source

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import warnings
 from typing import Any, Sequence
 
 import torch
@@ -29,8 +28,8 @@ from torch import nn
 from tgo.attacks.presets import AttackSpec, make_attack
 from tgo.attacks.stateless import as_stateless, eval_mode
 from tgo.config import Attack
-from tgo.evaluate import (DEFAULT_EOT_SAMPLES, Data, RobustnessResult, _batches, _model_device,
-                          _positive_int)
+from tgo.evaluate import (DEFAULT_EOT_SAMPLES, Data, RobustnessResult, _batches, _check_run,
+                          _place)
 from tgo.neurons import is_stochastic, noise as forced_noise
 
 __all__ = ["DEFAULT_ATTACKS", "WorstCaseResult", "attack_key", "label", "worst_case"]
@@ -215,20 +214,10 @@ def worst_case(
         >>> r.robust_acc, r.robust_by_attack()  # doctest: +SKIP
         (0.41, {'pgd': 0.46, 'apgd': 0.42})
     """
-    _positive_int(batch_size, "batch_size")
-    _positive_int(max_examples, "max_examples", allow_none=True)
-    _positive_int(eot_samples, "eot_samples", allow_none=True)
-    if noise is not None and not isinstance(noise, bool):
-        raise ValueError(f"noise: expected None, True or False, got {noise!r}")
+    _check_run(batch_size, max_examples, eot_samples, noise)
     budget = dict(steps=steps, step_size=step_size, restarts=restarts)
     _specs(attacks, False, eps, budget, eot_samples)   # validate before any forward pass
-    if model.training:
-        warnings.warn("worst_case: the model is in training mode; evaluating it in eval mode "
-                      "(and restoring training mode afterwards). Call model.eval() first.",
-                      stacklevel=2)
-    if device is not None:
-        model.to(device)
-    device = _model_device(model)
+    device = _place(model, device, "worst_case")
     noise_ctx = contextlib.nullcontext() if noise is None else forced_noise(model, noise)
     with eval_mode(model), noise_ctx:
         noise_on = is_stochastic(model)

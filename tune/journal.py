@@ -35,20 +35,20 @@ import os
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-__all__ = ["PENDING_FILE", "SWEEP_FILE", "SYNCED_FILE", "append", "mark_synced",
-           "pending_folders", "read", "read_sweep_info", "write_sweep_info"]
+__all__ = ["PENDING_FILE", "SWEEP_FILE", "SYNCED_FILE", "append", "jsonable", "mark_synced",
+           "pending_folders", "read", "read_sweep_info", "revived", "write_sweep_info"]
 
 PENDING_FILE = "mlflow_pending.jsonl"
 SYNCED_FILE = "mlflow_synced.jsonl"
 SWEEP_FILE = "mlflow_sweep.json"
 
 
-def _plain(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     """JSON-able copy: numpy scalars to numbers, tuples to lists, the rest as text."""
     if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [jsonable(v) for v in value]
     if value is None or isinstance(value, (bool, int, str)):
         return value
     if isinstance(value, float):
@@ -56,17 +56,18 @@ def _plain(value: Any) -> Any:
     item = getattr(value, "item", None)
     if callable(item):
         try:
-            return _plain(item())
+            return jsonable(item())
         except (TypeError, ValueError):
             pass
     return str(value)
 
 
-def _revive(value: Any) -> Any:
+def revived(value: Any) -> Any:
+    """Inverse of :func:`jsonable` for the non-finite floats it writes as text."""
     if isinstance(value, dict):
-        return {k: _revive(v) for k, v in value.items()}
+        return {k: revived(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_revive(v) for v in value]
+        return [revived(v) for v in value]
     if value in ("nan", "inf", "-inf"):
         return float(value)
     return value
@@ -76,7 +77,7 @@ def append(folder: str | os.PathLike, op: Mapping[str, Any]) -> None:
     """Append ``op`` to ``folder``'s pending file (one line, flushed and fsynced)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    line = json.dumps(_plain(dict(op)), sort_keys=True) + "\n"
+    line = json.dumps(jsonable(dict(op)), sort_keys=True) + "\n"
     path = folder / PENDING_FILE
     with open(path, "a+b") as out:
         if out.tell() > 0:   # a line torn by a crash must not swallow this one
@@ -99,7 +100,7 @@ def read(folder: str | os.PathLike) -> list[dict[str, Any]]:
     ops = []
     for line in path.read_text(encoding="utf-8").splitlines():
         try:
-            ops.append(_revive(json.loads(line)))
+            ops.append(revived(json.loads(line)))
         except ValueError:
             continue
     return ops
@@ -143,7 +144,7 @@ def write_sweep_info(experiment_path: str | os.PathLike, info: Mapping[str, Any]
     folder = Path(experiment_path)
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / (SWEEP_FILE + ".tmp")
-    tmp.write_text(json.dumps(_plain(dict(info)), indent=1, sort_keys=True))
+    tmp.write_text(json.dumps(jsonable(dict(info)), indent=1, sort_keys=True))
     os.replace(tmp, folder / SWEEP_FILE)
 
 

@@ -184,7 +184,7 @@ MLFLOW_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
                        "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
 
 
-def _mlflow_http_defaults() -> None:
+def _driver_env_defaults() -> None:
     for name, value in MLFLOW_HTTP_DEFAULTS.items():
         os.environ.setdefault(name, value)
     # Ray Tune snapshots the sweep's state every 10 s or more by default; a trial that
@@ -197,7 +197,7 @@ def make_tracker(spec: SweepSpec, parent_run_id: str | None = None):
     """The :class:`tune.tracking.SweepTracker` of ``spec`` (not started)."""
     from tune.tracking import SweepTracker
 
-    _mlflow_http_defaults()
+    _driver_env_defaults()
     return SweepTracker(spec.mlflow.tracking_uri, spec.mlflow.experiment, spec.name,
                         spec.hash(), spec.model_dump(mode="json"),
                         objectives=objectives_of(spec), parent_run_id=parent_run_id,
@@ -286,7 +286,7 @@ def resume_sweep(path: str | os.PathLike, *, address: str | None = None) -> Swee
     logging.getLogger("optuna").setLevel(logging.WARNING)
     spec = load_spec(experiment_path / SPEC_FILE)
     check_reachable(spec.mlflow.tracking_uri)
-    _mlflow_http_defaults()
+    _driver_env_defaults()
     _init_ray(address)
     check_cluster_resources(spec)
     from tune.trainable import make_trainable

@@ -19,7 +19,7 @@ from ray import tune as raytune
 
 from tgo.final_eval import EvalSettings, final_evaluation
 from tgo.train import TrainState, fit
-from tune import faults
+from tune import faults, journal
 from tune.spec import SweepSpec
 
 __all__ = ["CONFIG_KEY", "NODE_KEY", "make_trainable", "run_trial"]
@@ -35,16 +35,12 @@ NODE_KEY = "ray_node_id"
 FINAL_FILE = "final.json"
 
 
-def _plain(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else str(value)
-
-
 def _report(metrics: Mapping[str, Any], state: TrainState,
             final: Mapping[str, Any] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="tgo-ckpt-") as folder:
         state.save(folder)
         if final is not None:
-            (Path(folder) / FINAL_FILE).write_text(json.dumps(dict(final), default=_plain))
+            (Path(folder) / FINAL_FILE).write_text(json.dumps(journal.jsonable(dict(final))))
         raytune.report(dict(metrics), checkpoint=raytune.Checkpoint.from_directory(folder))
 
 
@@ -63,7 +59,7 @@ def run_trial(params: dict[str, Any], spec: SweepSpec) -> None:
         folder = Path(checkpoint.to_directory())
         resume_from = folder / "checkpoint.pt"
         if (folder / FINAL_FILE).is_file():
-            saved_final = json.loads((folder / FINAL_FILE).read_text())
+            saved_final = journal.revived(json.loads((folder / FINAL_FILE).read_text()))
 
     def report(metrics: dict[str, float], state: TrainState) -> None:
         faults.inject(params, state.epoch, state.model)   # tests and drills only
