@@ -7,7 +7,9 @@ Usage:
 For each model the two variants (spikingjelly's ``LIFNode`` with cross-entropy only, and
 ``NoisyLIFNode`` with sigma > 0, H recorded, guard loss added) are timed interleaved in
 one run, step by step, so machine noise hits both alike. Prints the median step time of
-each and their ratio (target: TGO / plain <= 1.25).
+each and their ratio (target: TGO / plain <= 1.25). On a CPU both variants run under the
+allocator settings ``tgo.train.fit`` uses there (:mod:`tgo.allocator`); ``--default-malloc``
+leaves glibc's defaults, under which TGO pays page faults for memory it frees each step.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from spikingjelly.activation_based import neuron
 
+from tgo.allocator import keep_freed_memory
 from tgo.losses import threshold_guard_loss
 from tgo.models import INPUT_SHAPES, NeuronSettings, build
 from tgo.neurons import recording
@@ -75,10 +78,17 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--breakdown", action="store_true",
                         help="also time NoisyLIFNode without noise and without the guard loss")
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="leave glibc's allocator at its defaults instead of the settings "
+                             "tgo.train.fit uses on a CPU (tgo.allocator)")
     args = parser.parse_args()
     device = torch.device(args.device)
+    malloc = "default"
+    if device.type == "cpu" and not args.default_malloc:
+        malloc = "tgo (freed memory kept)" if keep_freed_memory() else "default (not glibc)"
     torch.manual_seed(0)
-    print(f"device={device} T={args.timesteps} threads={torch.get_num_threads()}")
+    print(f"device={device} T={args.timesteps} threads={torch.get_num_threads()} "
+          f"malloc={malloc}")
     print(f"{'model':<12}{'batch':>6}{'plain ms':>10}{'TGO ms':>10}{'TGO/plain':>11}"
           f"{'plain img/s':>13}{'TGO img/s':>11}")
     for name in args.models.split(","):

@@ -35,22 +35,38 @@ __all__ = ["LambdaSchedule", "threshold_guard_loss"]
 
 class _GuardHinge(torch.autograd.Function):
     """mean(max(0, delta - |H - V_th|)^p), p in {1, 2}, with a hand-written backward:
-    d/dH = -p * hinge^(p-1) * sign(H - V_th) / N inside the band, 0 outside."""
+    d/dH = -p * hinge^(p-1) * sign(H - V_th) / N inside the band, 0 outside.
+
+    Both use C = clamp(H - V_th, -delta, delta), the distance clipped to the band, since
+    max(0, delta - |D|) = delta - |C| exactly (|C| is delta to the bit outside the band).
+    The linear loss is then delta - sum |C| / N, summed in float64 so that it is exactly 0
+    when every potential is outside the band, and its gradient is -sign(C) / N where
+    |C| < delta: four passes over H forward and three backward, against eleven for the
+    plain formula. On a CPU a training step of a small network is bound by memory
+    traffic, so the passes over the T x N potentials are what the guard costs.
+    """
 
     @staticmethod
     def forward(ctx, h, v_threshold: float, margin: float, squared: bool):
-        distance = h.float() - v_threshold
-        hinge = distance.abs().neg_().add_(margin).clamp_min_(0)
-        ctx.save_for_backward(distance, hinge)
-        ctx.squared, ctx.in_dtype = squared, h.dtype
-        return (hinge.square() if squared else hinge).mean()
+        band = float(torch.tensor(margin, dtype=torch.float32))   # delta as H's floats hold it
+        clipped = torch.sub(h.float(), v_threshold).clamp_(-band, band)
+        ctx.save_for_backward(clipped)
+        ctx.squared, ctx.in_dtype, ctx.band = squared, h.dtype, band
+        if squared:
+            return clipped.abs().neg_().add_(band).square_().mean()
+        mean_abs = clipped.abs().sum(dtype=torch.float64) / clipped.numel()
+        return (band - mean_abs).float()
 
     @staticmethod
     def backward(ctx, grad):
-        distance, hinge = ctx.saved_tensors
-        weight = hinge * 2 if ctx.squared else (hinge > 0).to(hinge.dtype)
-        scale = -grad / distance.numel()
-        return (weight.mul_(distance.sign()).mul_(scale)).to(ctx.in_dtype), None, None, None
+        (clipped,) = ctx.saved_tensors
+        scale = -grad / clipped.numel()
+        if ctx.squared:  # -2 (delta - |C|) sign(C) = -2 (delta sign(C) - C): 0 on the edges
+            out = torch.sign(clipped).mul_(ctx.band).sub_(clipped).mul_(2 * scale)
+        else:            # sign(C) inside the open band, 0 on its edges (H outside the band)
+            out = torch.ops.aten.hardtanh_backward(torch.sign(clipped).mul_(scale), clipped,
+                                                   -ctx.band, ctx.band)
+        return out.to(ctx.in_dtype), None, None, None
 
 
 def threshold_guard_loss(potentials: Sequence[torch.Tensor], v_threshold: float, margin: float,

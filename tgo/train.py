@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from tgo import checkpoint, data
+from tgo import allocator, checkpoint, data
 from tgo.attacks import make_attack
 from tgo.config import Optimizer, Regime, TrainConfig
 from tgo.diagnostics import firing_rate, near_threshold_fraction
@@ -114,6 +114,8 @@ def _seed_everything(seed: int) -> None:
 def _setup(config: TrainConfig) -> TrainState:
     _seed_everything(config.seed)
     device = resolve_device(config.device)
+    if device.type == "cpu":
+        allocator.keep_freed_memory()   # no page faults for the same tensors every step
     splits = data.load(config.dataset, seed=config.seed, data_dir=config.data_dir,
                        download=config.download, val_fraction=config.val_fraction,
                        test_fraction=config.test_fraction)

@@ -22,11 +22,12 @@ back-propagate through them without a second forward pass.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import torch
 
 from tgo.config import Surrogate
-from tgo.neurons.surrogates import surrogate_gradient
+from tgo.neurons.surrogates import surrogate_at
 
 __all__ = ["LIFParams", "noisy_lif_multi_step"]
 
@@ -47,68 +48,99 @@ class LIFParams:
 class _NoisyLIF(torch.autograd.Function):
     """Forward and backward of T steps written out.
 
-    Per step the forward runs three kernels (charge, compare, reset) into preallocated
-    [T, ...] buffers; the backward evaluates the surrogate and the reset derivative for
-    all T at once and loops over time only for the two-kernel recurrence. This is what
-    keeps the noisy neuron, which must also draw T x N Gaussians, close to the cost of
-    spikingjelly's LIFNode.
+    Per step the forward runs three or four kernels (charge, compare, reset) into
+    preallocated [T, ...] buffers; the backward evaluates the surrogate and the reset
+    derivative for all T at once and loops over time only for the two-kernel recurrence.
+
+    On a CPU a training step of a small network is bound by memory traffic, so every pass
+    over the T x N potentials counts: spikes are written as floats straight from the
+    comparison (no bool-to-float copy), the default hard reset to 0 is one ``addcmul``
+    (V = H - H * S), the backward saves the float spikes it returns (the next layer keeps
+    them anyway) and needs no zero-filled gradient for unused outputs. This is what keeps
+    the noisy neuron, which must also draw T x N Gaussians, close to the cost of
+    spikingjelly's LIFNode (``benchmarks/train_step.py --breakdown``).
     """
 
     @staticmethod
     def forward(ctx, x_seq, v, noise, p: LIFParams, thresholds=None):
+        ctx.set_materialize_grads(False)
         dtype = x_seq.dtype
         x_seq = x_seq.float()
         v = v.float()
         steps = x_seq.shape[0]
         h_seq = torch.empty_like(x_seq, memory_format=torch.contiguous_format)
-        fired = torch.empty(x_seq.shape, dtype=torch.bool, device=x_seq.device)
+        spikes = torch.empty_like(h_seq)
         # Fire when H + xi >= V_th, i.e. H >= V_th - xi (a per-element threshold).
         if thresholds is not None:
             noise, threshold = thresholds, thresholds   # drawn as V_th - xi already
         else:
             threshold = p.v_threshold if noise is None else torch.sub(p.v_threshold, noise)
+        zero_reset = p.v_reset == 0.0
+        # (X - V) / tau as (X - V) * (1 / tau) when that is exact (tau a power of two, as
+        # the default 2): one pass fewer per step, the same bits.
+        inv_tau = 1.0 / p.tau
+        exact_inv = p.decay_input and math.frexp(inv_tau)[0] == 0.5
+        drive = torch.empty_like(h_seq[0])         # reused every step: no allocation
+        v_out = torch.empty_like(h_seq[0])
         for t in range(steps):
-            drive = torch.sub(x_seq[t], v if p.v_reset in (None, 0.0) else v - p.v_reset)
             if p.decay_input:
-                drive.div_(p.tau)
-                h = torch.add(v, drive, out=h_seq[t])
+                torch.sub(x_seq[t], v if p.v_reset in (None, 0.0) else v - p.v_reset, out=drive)
+                if exact_inv:
+                    h = torch.add(v, drive, alpha=inv_tau, out=h_seq[t])
+                else:
+                    h = torch.add(v, drive.div_(p.tau), out=h_seq[t])
             else:
                 h = torch.sub(v, (v if p.v_reset in (None, 0.0) else v - p.v_reset) / p.tau,
                               out=h_seq[t]).add_(x_seq[t])
-            spike = torch.ge(h, threshold if noise is None else threshold[t], out=fired[t])
-            if p.v_reset is None:
-                v = torch.where(spike, h - p.v_threshold, h)
-            else:
-                v = h.masked_fill(spike, p.v_reset)
-        ctx.save_for_backward(h_seq, fired)
+            th = threshold if noise is None else threshold[t]
+            if p.v_reset is None:                        # soft reset: V = H - V_th * S
+                s = torch.ge(h, th, out=spikes[t])
+                v = torch.sub(h, s, alpha=p.v_threshold, out=v_out)
+            elif zero_reset:                             # V = H - H * S: exactly 0 or H
+                s = torch.ge(h, th, out=spikes[t])
+                v = torch.addcmul(h, h, s, value=-1.0, out=v_out)
+            else:                                        # V = V_reset where S, else H
+                fired = torch.ge(h, th)
+                spikes[t].copy_(fired)
+                v = h.masked_fill(fired, p.v_reset)
+        out = spikes.to(dtype)
+        ctx.save_for_backward(h_seq, spikes)
         ctx.params = p
         ctx.in_dtype = dtype
-        return fired.to(dtype), h_seq, v
+        return out, h_seq, v
 
     @staticmethod
     def backward(ctx, g_spike, g_h, g_v):
-        h_seq, fired = ctx.saved_tensors
+        h_seq, spikes = ctx.saved_tensors
         p: LIFParams = ctx.params
-        sg = surrogate_gradient(h_seq - p.v_threshold, p.surrogate, p.alpha)
+        sg = surrogate_at(h_seq, p.v_threshold, p.surrogate, p.alpha)
         if p.v_reset is None:
-            dv_dh = None if p.detach_reset else torch.mul(sg, -p.v_threshold).add_(1.0)
+            dv_dh = None if p.detach_reset else torch.sub(1.0, sg, alpha=p.v_threshold)
         else:
-            dv_dh = (~fired).to(torch.float32)
-            if not p.detach_reset:
-                dv_dh.addcmul_(torch.sub(p.v_reset, h_seq), sg)
+            dv_dh = torch.sub(1.0, spikes)                    # dV/dH through "not fired"
+            if not p.detach_reset:                            # + (V_reset - H) * dS/dH
+                if p.v_reset == 0.0:
+                    dv_dh.addcmul_(h_seq, sg, value=-1.0)
+                else:
+                    dv_dh.addcmul_(torch.sub(p.v_reset, h_seq), sg)
         # Direct gradient into H[t]: through the spike and from the recorded H.
-        direct = torch.zeros_like(h_seq) if g_spike is None else g_spike.float() * sg
-        if g_h is not None:
-            direct.add_(g_h)
+        if g_spike is None:
+            direct = torch.zeros_like(h_seq) if g_h is None else g_h.float().clone()
+        elif g_h is None:
+            direct = torch.mul(g_spike.float(), sg)
+        else:
+            direct = torch.addcmul(g_h.float(), g_spike.float(), sg)
         gh = direct  # filled in place, last step first
-        carry = g_v.float() if g_v is not None else torch.zeros_like(h_seq[0])
+        carry = None if g_v is None else g_v.float()
         keep = 1.0 - 1.0 / p.tau
+        out = torch.empty_like(h_seq[0])           # the carried gradient, reused every step
         for t in range(h_seq.shape[0] - 1, -1, -1):
-            if dv_dh is None:
-                gh[t].add_(carry)
-            else:
-                gh[t].addcmul_(carry, dv_dh[t])
-            carry = gh[t] * keep
+            if carry is not None:
+                if dv_dh is None:
+                    gh[t].add_(carry)
+                else:
+                    gh[t].addcmul_(carry, dv_dh[t])
+            carry = torch.mul(gh[t], keep, out=out)
         gx = gh.div_(p.tau) if p.decay_input else gh
         return gx.to(ctx.in_dtype), carry, None, None, None
 
