@@ -25,6 +25,7 @@ import dataclasses
 import math
 from typing import Sequence
 
+import numpy as np
 import torch
 
 from tgo.config import LambdaSchedule as ScheduleKind
@@ -34,39 +35,48 @@ __all__ = ["LambdaSchedule", "threshold_guard_loss"]
 
 
 class _GuardHinge(torch.autograd.Function):
-    """mean(max(0, delta - |H - V_th|)^p), p in {1, 2}, with a hand-written backward:
-    d/dH = -p * hinge^(p-1) * sign(H - V_th) / N inside the band, 0 outside.
+    """Sum over layers of mean(max(0, delta - |H - V_th|)^p), p in {1, 2}, as one autograd
+    node with a hand-written backward: d/dH = -p * hinge^(p-1) * sign(H - V_th) / N inside
+    the band, 0 outside.
 
     Both use C = clamp(H - V_th, -delta, delta), the distance clipped to the band, since
     max(0, delta - |D|) = delta - |C| exactly (|C| is delta to the bit outside the band).
-    The linear loss is then delta - sum |C| / N, summed in float64 so that it is exactly 0
-    when every potential is outside the band, and its gradient is -sign(C) / N where
-    |C| < delta: four passes over H forward and three backward, against eleven for the
-    plain formula. On a CPU a training step of a small network is bound by memory
-    traffic, so the passes over the T x N potentials are what the guard costs.
+    The linear loss of a layer is then delta - sum |C| / N, summed in float64 so that it is
+    exactly 0 when every potential is outside the band, and its gradient is -sign(C) / N
+    where |C| < delta: four passes over H forward and three backward, against eleven for
+    the plain formula. On a CPU a training step of a small network is bound by memory
+    traffic, so the passes over the T x N potentials are what the guard costs; on a GPU it
+    is bound by kernel launches, hence one node for all layers.
     """
 
     @staticmethod
-    def forward(ctx, h, v_threshold: float, margin: float, squared: bool):
-        band = float(torch.tensor(margin, dtype=torch.float32))   # delta as H's floats hold it
-        clipped = torch.sub(h.float(), v_threshold).clamp_(-band, band)
-        ctx.save_for_backward(clipped)
-        ctx.squared, ctx.in_dtype, ctx.band = squared, h.dtype, band
+    def forward(ctx, v_threshold: float, margin: float, squared: bool, *hs):
+        band = float(np.float32(margin))          # delta as H's float32 values hold it
+        clipped = [torch.sub(h.float(), v_threshold).clamp_(-band, band) for h in hs]
+        ctx.save_for_backward(*clipped)
+        ctx.squared, ctx.band, ctx.in_dtypes = squared, band, [h.dtype for h in hs]
         if squared:
-            return clipped.abs().neg_().add_(band).square_().mean()
-        mean_abs = clipped.abs().sum(dtype=torch.float64) / clipped.numel()
-        return (band - mean_abs).float()
+            return sum(c.abs().neg_().add_(band).square_().mean() for c in clipped)
+        total = None
+        for c in clipped:   # accumulates -sum|C| / N per layer, in float64
+            part = c.abs().sum(dtype=torch.float64)
+            total = part.mul_(-1.0 / c.numel()) if total is None else \
+                total.add_(part, alpha=-1.0 / c.numel())
+        return total.add_(band * len(clipped)).float()
 
     @staticmethod
     def backward(ctx, grad):
-        (clipped,) = ctx.saved_tensors
-        scale = -grad / clipped.numel()
-        if ctx.squared:  # -2 (delta - |C|) sign(C) = -2 (delta sign(C) - C): 0 on the edges
-            out = torch.sign(clipped).mul_(ctx.band).sub_(clipped).mul_(2 * scale)
-        else:            # sign(C) inside the open band, 0 on its edges (H outside the band)
-            out = torch.ops.aten.hardtanh_backward(torch.sign(clipped).mul_(scale), clipped,
-                                                   -ctx.band, ctx.band)
-        return out.to(ctx.in_dtype), None, None, None
+        grads = []
+        neg = -grad
+        for c, dtype in zip(ctx.saved_tensors, ctx.in_dtypes):
+            scale = neg * (1.0 / c.numel())
+            if ctx.squared:  # -2 (delta - |C|) sign(C) = -2 (delta sign(C) - C): 0 on the edges
+                out = torch.sign(c).mul_(ctx.band).sub_(c).mul_(2 * scale)
+            else:            # sign(C) inside the open band, 0 on its edges (H outside it)
+                out = torch.ops.aten.hardtanh_backward(torch.sign(c).mul_(scale), c,
+                                                       -ctx.band, ctx.band)
+            grads.append(out.to(dtype))
+        return (None, None, None, *grads)
 
 
 def threshold_guard_loss(potentials: Sequence[torch.Tensor], v_threshold: float, margin: float,
@@ -81,10 +91,7 @@ def threshold_guard_loss(potentials: Sequence[torch.Tensor], v_threshold: float,
     if len(potentials) == 0:
         raise ValueError("potentials: expected at least one recorded layer, got none "
                          "(was the forward pass run inside tgo.neurons.recording?)")
-    total = _GuardHinge.apply(potentials[0], float(v_threshold), float(margin), bool(squared))
-    for h in potentials[1:]:
-        total = total + _GuardHinge.apply(h, float(v_threshold), float(margin), bool(squared))
-    return total
+    return _GuardHinge.apply(float(v_threshold), float(margin), bool(squared), *potentials)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -84,5 +84,6 @@ def surrogate_at(h: torch.Tensor, v_threshold: float, kind: Surrogate,
     if kind is not Surrogate.ERF:
         return surrogate_gradient(x, kind, alpha)
     log_scale = math.log(alpha / math.sqrt(math.pi))
-    y = torch.addcmul(x.new_tensor(log_scale), x, x, value=-alpha * alpha)
+    # new_full fills on the device (new_tensor would copy from the host and wait for the GPU)
+    y = torch.addcmul(x.new_full((), log_scale), x, x, value=-alpha * alpha)
     return y.clamp_min_(log_scale - _MAX_Z2).exp_()
