@@ -174,8 +174,9 @@ def verdicts(rows: Sequence[dict[str, Any]]) -> tuple[str, list[str]]:
             if "worst" in rows[0]:
                 worst = mean(name, lambda r, e=e: r["worst"][e])
                 plain_worst = mean(PLAIN, lambda r, e=e: r["worst"][e])
+                higher = "higher" if worst > plain_worst else "not higher"
                 extra = (f" (worst case of PGD and APGD: {100 * worst:.1f}% vs plain "
-                         f"{100 * plain_worst:.1f}%, {'higher' if worst > plain_worst else 'not higher'})")
+                         f"{100 * plain_worst:.1f}%, {higher})")
             sentences.append(
                 f"- eps {e}, {name}: PGD {100 * pgd:.1f}% vs plain {100 * plain_pgd:.1f}%, "
                 f"clean {100 * clean:.1f}% vs {100 * plain_clean:.1f}%: "

@@ -54,8 +54,9 @@ def test_verdict_needs_the_band_higher_pgd_and_the_clean_budget(acc):
 
 def test_tiny_real_run_writes_report_and_rows(acc, tmp_path):
     out = tmp_path / "acc.md"
-    assert acc.main(["--seeds", "0", "--epochs", "1", "--eps", "0.1", "--jobs", "1", "--examples", "24", "--strong",
-                     "--tgo", "t=0.5/0.2", "--out", str(out)]) == 0
+    assert acc.main(["--seeds", "0", "--epochs", "1", "--eps", "0.1", "--jobs", "1",
+                     "--examples", "24", "--strong", "--tgo", "t=0.5/0.2",
+                     "--out", str(out)]) == 0
     rows = json.loads(out.with_suffix(".json").read_text())
     assert [r["setting"] for r in rows] == ["plain", "t"]
     streamed = [json.loads(line) for line in
