@@ -35,7 +35,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -167,10 +167,9 @@ def measure(model: torch.nn.Module, config: TrainConfig, x: torch.Tensor, y: tor
             "near_threshold": near, "flip_rate": state_flip_rate(model, xf, x_adv, seed=seed)}
 
 
-def run_one(regime: str, variant: str, seed: int, settings: AblationSettings,
-            threads: int = 1) -> dict[str, Any]:
+def run_one(regime: str, variant: str, seed: int, settings: AblationSettings) -> dict[str, Any]:
     """Train one model and measure it; returns a row of plain numbers."""
-    torch.set_num_threads(threads)
+    torch.set_num_threads(1)   # one thread per job (--jobs runs several)
     start = time.perf_counter()
     config = settings.train_config(regime, variant, seed)
     trained = fit(config)
@@ -190,7 +189,7 @@ def _progress(row: dict[str, Any]) -> str:
 
 
 def run_ablation(settings: AblationSettings, seeds: Sequence[int],
-                 regimes: Sequence[str] = REGIMES, variants: Iterable[str] = tuple(VARIANTS),
+                 regimes: Sequence[str] = REGIMES, variants: Sequence[str] = tuple(VARIANTS),
                  jobs: int = 1, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
     """Every (regime, variant, seed) row, in table order; ``log`` gets one line per model.
 
@@ -205,7 +204,7 @@ def run_ablation(settings: AblationSettings, seeds: Sequence[int],
     tasks = [(r, v, s) for r in regimes for v in variants for s in seeds]
     for regime, variant, _ in tasks:
         settings.train_config(regime, variant, 0)   # unknown names fail before any training
-    log(f"{len(tasks)} models ({len(list(regimes))} regimes x {len(list(variants))} variants "
+    log(f"{len(tasks)} models ({len(regimes)} regimes x {len(variants)} variants "
         f"x {len(seeds)} seeds), {jobs} at a time")
     rows = []
     if jobs == 1:

@@ -84,7 +84,8 @@ def run_one(name: str, overrides: dict[str, float], seed: int, eps: Sequence[flo
     trained = fit(config)
     test = trained.splits.test
     n = len(test) if examples is None else min(examples, len(test))
-    row: dict[str, Any] = {"setting": name, "seed": seed, **overrides, "n": n, "pgd": {}}
+    row: dict[str, Any] = {"setting": name, "seed": seed, **overrides,
+                           "epochs": config.epochs, "n": n, "pgd": {}}
     for i, e in enumerate(eps):
         rng = torch.Generator().manual_seed(1000 * seed + i)
         if strong:   # PGD and APGD on the same clean pass, and their per-example worst case
@@ -184,10 +185,22 @@ def verdicts(rows: Sequence[dict[str, Any]]) -> tuple[str, list[str]]:
     return "\n".join(lines), sentences
 
 
-def report(rows: Sequence[dict[str, Any]], command: str, wall_s: float,
-           header: str | None = None) -> str:
-    """The markdown report; ``header`` (title, machine, command) replaces the generated one
-    when a saved run is rendered again."""
+def header(command: str, wall_s: float) -> str:
+    """Title, machine and command of a report written by this run."""
+    return f"""# Issue 2's acceptance check on digits
+
+Produced by `benchmarks/digits_acceptance.py` on {datetime.date.today().isoformat()}
+({platform.machine()}, torch {torch.__version__}, one CPU thread per model,
+{wall_s / 60:.1f} min in all). Command:
+
+```
+{command}
+```
+"""
+
+
+def report(rows: Sequence[dict[str, Any]], head: str) -> str:
+    """The markdown report under ``head`` (:func:`header`, or a saved report's own)."""
     table, sentences = verdicts(rows)
     seeds = sorted({r["seed"] for r in rows})
     metrics = [m for m in METRICS if m in rows[0]]
@@ -200,7 +213,7 @@ def report(rows: Sequence[dict[str, Any]], command: str, wall_s: float,
 
     def attack_of(noisy: bool, key: str = "attack") -> str:
         row = next((r for r in rows if (r["noise_scale"] > 0) == noisy), None)
-        return "-" if row is None else row[key].split(":")[0]
+        return "-" if row is None else row[key]
 
     attacks = (f"on plain models {attack_of(False)}, on noisy ones {attack_of(True)} "
                f"(shown at the last eps; the step is 2.5 eps / steps at every eps)")
@@ -208,19 +221,10 @@ def report(rows: Sequence[dict[str, Any]], command: str, wall_s: float,
         attacks += (f"; APGD: on plain models {attack_of(False, 'attack_apgd')}, on noisy ones "
                     f"{attack_of(True, 'attack_apgd')}; worst case: an example counts only if "
                     "it survives both")
-    header = header or f"""# Issue 2's acceptance check on digits
-
-Produced by `benchmarks/digits_acceptance.py` on {datetime.date.today().isoformat()}
-({platform.machine()}, torch {torch.__version__}, one CPU thread per model,
-{wall_s / 60:.1f} min in all). Command:
-
-```
-{command}
-```
-"""
-    return header + f"""
-Every model: `tgo train --dataset digits` defaults (digits_cnn, T = 4, 20 epochs of Adam,
-lr 0.002, guard delta 0.5, erf surrogate when sigma > 0) with the lambda and sigma below,
+    return head + f"""
+Every model: `tgo train --dataset digits` defaults (digits_cnn, T = 4, Adam at lr 0.002,
+guard delta 0.5, erf surrogate when sigma > 0), {rows[0]['epochs']} epochs, with the lambda and
+sigma below,
 seeds {seeds}, evaluated on the first {rows[0]['n']} examples of its test split. Attack:
 {attacks}. Clean: one forward per example, noise on (as deployed) for noisy
 models. Means over seeds, in %; in brackets TGO minus plain for the same seed, and in how
@@ -286,10 +290,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"--{flag}: expected >= 1, got {getattr(args, flag)}")
     if args.render:
         saved = json.loads(Path(args.render).read_text())
-        header = saved_header(Path(args.out))
-        if header is None:
+        head = saved_header(Path(args.out))
+        if head is None:
             parser.error(f"--render: {args.out} holds no report whose header to keep")
-        text = report(saved, "", wall_s=0.0, header=header)
+        text = report(saved, head)
         Path(args.out).write_text(text)
         print(f"wrote {args.out}")
         return 0
@@ -302,7 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    args.examples, args.strong, args.steps, args.restarts)
     command = "python benchmarks/digits_acceptance.py " + " ".join(
         sys.argv[1:] if argv is None else argv)
-    text = report(rows, command.strip(), time.perf_counter() - start)
+    text = report(rows, header(command.strip(), time.perf_counter() - start))
     if args.out == "-":
         print(text)
     else:

@@ -85,7 +85,8 @@ def main() -> None:
     device = torch.device(args.device)
     malloc = "default"
     if device.type == "cpu" and not args.default_malloc:
-        malloc = "tgo (freed memory kept)" if keep_freed_memory() else "default (not glibc)"
+        malloc = "tgo (freed memory kept)" if keep_freed_memory() else \
+            "default (tgo.allocator not applied: TGO_MALLOC_TUNING=0 or not glibc)"
     torch.manual_seed(0)
     print(f"device={device} T={args.timesteps} threads={torch.get_num_threads()} "
           f"malloc={malloc}")

@@ -32,7 +32,7 @@ def tiny(ablation):
 
 
 def test_every_regime_and_variant_has_every_column(ablation, tiny):
-    settings, rows, lines = tiny
+    _, rows, lines = tiny
     assert [(r["regime"], r["variant"]) for r in rows] == [
         (regime, variant) for regime in ablation.REGIMES for variant in ablation.VARIANTS]
     columns = (*ablation.ACCURACIES, *ablation.DIAGNOSTICS)

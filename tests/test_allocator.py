@@ -10,6 +10,9 @@ import sys
 
 import pytest
 
+glibc_only = pytest.mark.skipif(
+    platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
+    reason="the settings are glibc's")
 CODE = "from tgo.allocator import keep_freed_memory as k; print(k(), k())"
 
 
@@ -22,8 +25,7 @@ def _run(env_value: str | None) -> list[str]:
                           text=True, check=True).stdout.split()
 
 
-@pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
-                    reason="the settings are glibc's")
+@glibc_only
 def test_applied_on_glibc_and_idempotent():
     assert _run(None) == ["True", "True"]
 
@@ -32,8 +34,7 @@ def test_switch_off_leaves_the_defaults():
     assert _run("0") == ["False", "False"]
 
 
-@pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
-                    reason="the settings are glibc's")
+@glibc_only
 def test_fit_on_cpu_applies_it():
     code = ("from tgo import allocator; from tgo.config import TrainConfig; "
             "from tgo.train import fit; before = allocator._applied; "

@@ -402,7 +402,6 @@ def test_stop_ends_a_process_tree_escalates_and_spares_reused_pids(tmp_path):
 # --------------------------------------------------------------------------- a real cluster
 
 
-
 @pytest.fixture(scope="module")
 def local_cluster(tmp_path_factory):
     """One 3-node cluster (head + 2 workers) for the module; stopped at teardown whatever

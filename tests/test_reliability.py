@@ -40,7 +40,6 @@ local_cluster = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(local_cluster)
 
 
-
 def _run(cmd, timeout=600, **kw) -> subprocess.CompletedProcess:
     return subprocess.run([str(c) for c in cmd], capture_output=True, text=True,
                           timeout=timeout, cwd=ROOT, **kw)
@@ -175,7 +174,6 @@ def _trial_dirs(experiment_path: Path) -> dict[str, Path]:
     """Ray trial id -> trial folder (``run_trial_<trial id>_<n>_<params>_<date>``)."""
     return {p.parent.name.split("_")[2]: p.parent
             for p in experiment_path.glob("run_trial_*/params.json")}
-
 
 
 # ------------------------------------------------------------------------------ point 4

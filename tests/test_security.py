@@ -122,7 +122,6 @@ def test_local_cluster_nodes_bind_loopback():
     assert worker[worker.index("--address") + 1] == f"127.0.0.1:{ns.port}"
 
 
-
 def _ancestors(pid: int) -> list[int]:
     chain = []
     while pid > 1:
@@ -275,7 +274,7 @@ def test_every_torch_load_in_the_code_uses_weights_only():
     for path in [*(REPO / "tgo").rglob("*.py"), *(REPO / "tune").rglob("*.py")]:
         text = path.read_text()
         for match in re.finditer(r"torch\.load\(", text):
-            depth, end = 0, match.end() - 1
+            depth = 0
             for end in range(match.end() - 1, len(text)):
                 depth += {"(": 1, ")": -1}.get(text[end], 0)
                 if depth == 0:
@@ -404,10 +403,10 @@ def test_a_submitted_job_carries_no_credential(tmp_path, monkeypatch):
 @pytest.fixture
 def mlflow_server(tmp_path_factory):
     """A real MLflow server from mlflow/serve.sh, started without --host."""
-    from test_mlflow_server import free_port, serve, stop
+    from test_mlflow_server import serve, stop
 
     data_dir = tmp_path_factory.mktemp("mlflow-server")
-    port = free_port()
+    (port,) = free_ports(1)
     started = serve(data_dir, port)
     try:
         assert started.returncode == 0, started.stdout + started.stderr

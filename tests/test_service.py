@@ -24,7 +24,6 @@ SERVE, STOP = ROOT / "mlflow" / "serve.sh", ROOT / "mlflow" / "stop.sh"
 TGO = [sys.executable, "-m", "tgo.cli"]
 
 
-
 def _run(cmd, timeout=600, env=None, **kw) -> subprocess.CompletedProcess:
     return subprocess.run([str(c) for c in cmd], capture_output=True, text=True,
                           timeout=timeout, env=env, cwd=ROOT, **kw)

@@ -411,7 +411,7 @@ def test_bad_options_exit_2_naming_them_and_start_nothing(argv, field, capsys):
     with sandbox() as folder:
         (folder / "garbage.pt").write_text("not a checkpoint")
         _evil_checkpoint(folder / "evil.pt")
-        code, out, err = run_cli([a.replace("{d}", str(folder)) for a in argv], capsys)
+        code, _, err = run_cli([a.replace("{d}", str(folder)) for a in argv], capsys)
         assert_clean_error(code, err, field)
         assert not (folder / "PWNED").exists()
         assert_nothing_started(folder, keep={"garbage.pt", "evil.pt"})
@@ -432,7 +432,7 @@ def test_random_argument_lists_exit_2_without_a_traceback(tokens, capsys):
     # Never a runnable command line: it always ends with an unknown option.
     argv = [*tokens, "--definitely-not-an-option"]
     with sandbox() as folder:
-        code, out, err = run_cli(argv, capsys)
+        code, _, err = run_cli(argv, capsys)
         assert code == 2, (argv, err)
         assert "Traceback" not in err and "error: " in err, (argv, err)
         assert_nothing_started(folder)
@@ -463,7 +463,7 @@ def test_a_trial_larger_than_every_node_fails_before_launch(resources, field, as
                 mlflow={"tracking_uri": f"sqlite:///{tmp_path}/mlflow.db"})
     spec = tmp_path / "spec.yaml"
     spec.write_text(yaml.safe_dump(data))
-    code, out, err = run_cli(["sweep", "run", str(spec)], capsys)
+    code, _, err = run_cli(["sweep", "run", str(spec)], capsys)
     assert_clean_error(code, err, field)
     assert f"each trial asks for {asked}" in err
     assert "Ray itself would wait forever" in err

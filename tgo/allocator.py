@@ -5,9 +5,10 @@ A training step allocates and frees the same large tensors (T x N potentials, sp
 noise, gradients) over and over. With glibc's default settings, freed memory at the top of
 the heap is handed back to the operating system once more than a few MiB are free, and the
 next step pays a page fault per 4 KiB page to get it back. On the 2-core CPU this project
-is developed on that cost about 6 ms of a 37 ms TGO step of ``digits_cnn`` (TGO frees more
-per step than plain BPTT, which lost nothing measurable):
-``benchmarks/train_step.py --default-malloc`` shows the step without these settings.
+is developed on that cost a TGO step of ``digits_cnn`` 3-16 ms over 29 ms, and one of
+``vgg11`` about 37 ms over 390 ms (TGO frees more per step than plain BPTT, which moved by
+0-3 ms): ``benchmarks/train_step.py --default-malloc`` shows the step without these
+settings (``docs/speed.md``).
 
 :func:`keep_freed_memory` sets glibc's mmap threshold to 32 MiB (its maximum: blocks below
 it come from the heap, which is reused) and its trim threshold to 1 GiB (the heap is not

@@ -65,12 +65,16 @@ class RobustnessResult:
     surrogate: Surrogate | None = None
     source: str | None = None
 
+    def attack_spec(self) -> AttackSpec:
+        """The attack that produced ``robust_acc``, as an :class:`~tgo.attacks.AttackSpec`."""
+        return AttackSpec(self.attack, eps=self.eps, steps=self.steps, step_size=self.step_size,
+                          restarts=self.restarts, eot_samples=self.eot_samples,
+                          surrogate=self.surrogate)
+
     def describe(self) -> str:
         """One line, e.g. ``"PGD-20 (eps 0.1, step 0.0125, 1 restart) EOT-8, noise on:
         robust 41.2% / clean 95.3% on 360 examples"``."""
-        spec = AttackSpec(self.attack, eps=self.eps, steps=self.steps, step_size=self.step_size,
-                          restarts=self.restarts, eot_samples=self.eot_samples,
-                          surrogate=self.surrogate)
+        spec = self.attack_spec()
         text = spec.describe() if self.source is None else \
             f"transfer from {self.source}: {spec.describe()}"
         return (f"{text}, noise {'on' if self.noise_on else 'off'}: "
@@ -137,6 +141,28 @@ def _place(model: nn.Module, device: torch.device | str | None, caller: str) -> 
     if device is not None:
         model.to(device)
     return _model_device(model)
+
+
+def _clean_verdicts(net: nn.Module, data: Data, batch_size: int, max_examples: int | None,
+                    device: torch.device
+                    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """The batches of ``data`` (at most ``max_examples`` examples in all) on ``device``, each
+    with its clean verdict from one forward of ``net``: yields ``(x, y, correct)``. The
+    batch loop shared by :func:`robustness` and :func:`tgo.worst_case.worst_case`."""
+    n = 0
+    for x, y in _batches(data, batch_size):
+        if max_examples is not None:
+            x, y = x[:max_examples - n], y[:max_examples - n]
+        if len(x) == 0:
+            return
+        x = x.to(device=device, dtype=torch.float32)
+        y = y.to(device=device, dtype=torch.long)
+        with torch.no_grad():
+            correct = net(x).argmax(dim=1) == y
+        yield x, y, correct
+        n += len(y)
+        if max_examples is not None and n >= max_examples:
+            return
 
 
 def _batches(data: Data, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -256,15 +282,7 @@ def robustness(
                            restarts=restarts, eot_samples=eot_samples, surrogate=surrogate)
         net = as_stateless(model)
         n = clean = robust = 0
-        for x, y in _batches(data, batch_size):
-            if max_examples is not None:
-                x, y = x[:max_examples - n], y[:max_examples - n]
-            if len(x) == 0:
-                break
-            x = x.to(device=device, dtype=torch.float32)
-            y = y.to(device=device, dtype=torch.long)
-            with torch.no_grad():
-                correct = net(x).argmax(dim=1) == y
+        for x, y, correct in _clean_verdicts(net, data, batch_size, max_examples, device):
             n += len(y)
             clean += int(correct.sum())
             if correct.any():
@@ -272,8 +290,6 @@ def robustness(
                 x_adv = spec.run(attacked, x_ok, y_ok, generator=generator)
                 with torch.no_grad():
                     robust += int((net(x_adv).argmax(dim=1) == y_ok).sum())
-            if max_examples is not None and n >= max_examples:
-                break
     if n == 0:
         raise ValueError("data: expected at least one example, got none")
     return RobustnessResult(clean_acc=clean / n, robust_acc=robust / n, attack=spec.name,

@@ -28,8 +28,8 @@ from torch import nn
 from tgo.attacks.presets import AttackSpec, make_attack
 from tgo.attacks.stateless import as_stateless, eval_mode
 from tgo.config import Attack
-from tgo.evaluate import (DEFAULT_EOT_SAMPLES, Data, RobustnessResult, _batches, _check_run,
-                          _place)
+from tgo.evaluate import (DEFAULT_EOT_SAMPLES, Data, RobustnessResult, _check_run,
+                          _clean_verdicts, _place)
 from tgo.neurons import is_stochastic, noise as forced_noise
 
 __all__ = ["DEFAULT_ATTACKS", "WorstCaseResult", "attack_key", "label", "worst_case"]
@@ -42,9 +42,7 @@ DEFAULT_ATTACKS: tuple[Attack, ...] = (Attack.PGD, Attack.APGD)
 def label(result: RobustnessResult) -> str:
     """What produced one attack's number, without the numbers:
     ``"PGD-20 (eps 0.1, step 0.0125, 1 restart) EOT-8"``."""
-    return AttackSpec(result.attack, eps=result.eps, steps=result.steps,
-                      step_size=result.step_size, restarts=result.restarts,
-                      eot_samples=result.eot_samples, surrogate=result.surrogate).describe()
+    return result.attack_spec().describe()
 
 
 def attack_key(result: RobustnessResult) -> str:
@@ -226,15 +224,7 @@ def worst_case(
         correct_parts: list[torch.Tensor] = []
         survived_parts: list[torch.Tensor] = []
         n = 0
-        for x, y in _batches(data, batch_size):
-            if max_examples is not None:
-                x, y = x[:max_examples - n], y[:max_examples - n]
-            if len(x) == 0:
-                break
-            x = x.to(device=device, dtype=torch.float32)
-            y = y.to(device=device, dtype=torch.long)
-            with torch.no_grad():
-                correct = net(x).argmax(dim=1) == y
+        for x, y, correct in _clean_verdicts(net, data, batch_size, max_examples, device):
             survived = torch.zeros(len(specs), len(y), dtype=torch.bool, device=device)
             if correct.any():
                 x_ok, y_ok = x[correct], y[correct]
@@ -245,8 +235,6 @@ def worst_case(
             n += len(y)
             correct_parts.append(correct.cpu())
             survived_parts.append(survived.cpu())
-            if max_examples is not None and n >= max_examples:
-                break
     if n == 0:
         raise ValueError("data: expected at least one example, got none")
     correct_all = torch.cat(correct_parts)

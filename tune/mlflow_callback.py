@@ -197,11 +197,9 @@ class MlflowSweepCallback(raytune.Callback):
         if not self._waiting:
             try:
                 self._refresh_front(trials, force=True)
-                if self._front_stale:
-                    raise TrackingUnavailable(self.tracker.tracking_uri, "update the front",
-                                              "the last rebuild failed")
-                self.tracker.finish(status)
-                return
+                if not self._front_stale:   # else the rebuild failed: the store went down
+                    self.tracker.finish(status)
+                    return
             except TrackingUnavailable as exc:
                 self._went_down(exc)
         if self.experiment_path is not None:

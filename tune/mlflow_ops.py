@@ -18,6 +18,7 @@ import logging
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from tgo.checkpoint import CHECKPOINT_FILE
 from tune.tracking import SweepTracker, TrackingUnavailable
 
 __all__ = ["FINAL_KEYS", "NON_METRIC_PREFIXES", "RAY_BOOKKEEPING_KEYS", "final_metrics",
@@ -130,7 +131,7 @@ def log_front_models(tracker: SweepTracker, front: list, load_model: Callable[[s
                 built = load_model(folder)
                 model, config = built if isinstance(built, tuple) else (built, None)
                 config = config.to_dict() if hasattr(config, "to_dict") else record["params"]
-                file = Path(folder) / "checkpoint.pt"
+                file = Path(folder) / CHECKPOINT_FILE
                 tracker.log_front_model(record["run_id"], model, config,
                                         checkpoint=file if file.is_file() else None)
             logged += 1
