@@ -16,7 +16,7 @@ import optuna
 from tune.constraints import Op
 from tune.spec import PrunerName, SweepSpec
 
-__all__ = ["PRUNERS", "make_constraints", "make_scheduler"]
+__all__ = ["PRUNERS", "make_constraints", "make_scheduler", "make_searcher"]
 
 
 def _mo_asha(spec: SweepSpec):
@@ -67,3 +67,19 @@ def make_constraints(spec: SweepSpec):
     upper = {c.metric.value: c.value for c in spec.constraints if c.op in (Op.LE, Op.LT)}
     lower = {c.metric.value: c.value for c in spec.constraints if c.op in (Op.GE, Op.GT)}
     return ResultConstraints(upper=upper, lower=lower)
+
+
+def make_searcher(spec: SweepSpec, scheduler=None):
+    """The spec's :class:`tune.search.PruneAwareOptunaSearch`: its sampler (built by a
+    factory, so a saved sweep restores under another Optuna release), constraints and the
+    pruning ``scheduler`` whose decisions it tells the sampler."""
+    import functools
+
+    from tune.search import PruneAwareOptunaSearch
+    from tune.spec import make_sampler
+
+    return PruneAwareOptunaSearch(
+        space=spec.optuna_space(), metric=list(spec.objective_names),
+        mode=[d.value for d in spec.objectives.values()],
+        sampler_factory=functools.partial(make_sampler, spec), scheduler=scheduler,
+        constraints=make_constraints(spec))

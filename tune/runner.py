@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from tune.pareto import Objective, hypervolume, pareto_front
-from tune.spec import SweepSpec, load_spec, make_sampler
+from tune.spec import SweepSpec, load_spec
 
 __all__ = ["SweepOutcome", "check_cluster_resources", "make_tracker", "resume_sweep",
            "run_sweep"]
@@ -144,15 +144,11 @@ def _save_spec(spec: SweepSpec, experiment_path: Path) -> None:
 def _build_tuner(spec: SweepSpec, callbacks: list):
     from ray import tune as raytune
 
-    from tune.presets import make_constraints, make_scheduler
-    from tune.search import PruneAwareOptunaSearch
+    from tune.presets import make_scheduler, make_searcher
     from tune.trainable import make_trainable
 
     scheduler = make_scheduler(spec)
-    searcher = PruneAwareOptunaSearch(
-        space=spec.optuna_space(), metric=list(spec.objective_names),
-        mode=[d.value for d in spec.objectives.values()], sampler=make_sampler(spec),
-        scheduler=scheduler, constraints=make_constraints(spec))
+    searcher = make_searcher(spec, scheduler)
     tune_config = raytune.TuneConfig(
         search_alg=searcher, scheduler=scheduler, num_samples=spec.num_samples,
         max_concurrent_trials=spec.max_concurrent, reuse_actors=True)

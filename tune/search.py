@@ -46,13 +46,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from typing import Any, Mapping, Sequence
+import pickle
+from typing import Any, Callable, Mapping, Sequence
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
-from ray import cloudpickle
 from ray.tune.search.optuna import OptunaSearch
 
+from tune import _study_records as study_records
 from tune.pruning import OptunaPruningScheduler
 
 __all__ = ["CONTRACT_METRICS", "RESULT_ATTR", "PruneAwareOptunaSearch", "ResultConstraints"]
@@ -66,7 +67,8 @@ CONTRACT_METRICS = ("clean_acc", "robust_acc", "spike_rate", "near_threshold")
 """Final-result metrics copied to top-level user attributes of a COMPLETE trial by default."""
 
 _FORMAT_KEY = "_prune_aware_format"
-_FORMAT = 1
+_FORMAT = 2
+_VERSION_KEY = "_optuna_version"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,6 +141,10 @@ class PruneAwareOptunaSearch(OptunaSearch):
             tell (feasible when all <= 0).
         attr_keys: final-result metrics stored as top-level user attributes of a COMPLETE
             trial (with the objectives), for a sampler's ``constraints_func``.
+        sampler_factory: a picklable callable that builds the sampler (``sampler`` defaults
+            to its result). A saved searcher rebuilds its sampler with it (new random state)
+            and so restores under another Optuna release; without it the sampler is pickled
+            and restores only under the release that saved it.
 
     Example:
         >>> search = PruneAwareOptunaSearch(metric="clean_acc", mode="max")
@@ -153,7 +159,9 @@ class PruneAwareOptunaSearch(OptunaSearch):
                  evaluated_rewards: list | None = None, *,
                  scheduler: OptunaPruningScheduler | None = None,
                  constraints: ResultConstraints | None = None,
-                 attr_keys: Sequence[str] = CONTRACT_METRICS) -> None:
+                 attr_keys: Sequence[str] = CONTRACT_METRICS,
+                 sampler_factory: Callable[[], optuna.samplers.BaseSampler] | None = None
+                 ) -> None:
         if constraints is not None and not isinstance(constraints, ResultConstraints):
             raise ValueError(f"constraints: expected a ResultConstraints or None, "
                              f"got {constraints!r}")
@@ -163,6 +171,14 @@ class PruneAwareOptunaSearch(OptunaSearch):
         if isinstance(metric, list) != isinstance(mode, list) or (
                 isinstance(metric, list) and len(metric) != len(mode)):
             raise ValueError(f"mode: expected one mode per metric {metric!r}, got {mode!r}")
+        if storage is not None:
+            raise ValueError(f"storage: expected None (the study lives in memory and is saved "
+                             f"with the sweep), got {storage!r}")
+        if sampler_factory is not None and not callable(sampler_factory):
+            raise ValueError(f"sampler_factory: expected a callable returning a sampler, "
+                             f"got {sampler_factory!r}")
+        if sampler is None and sampler_factory is not None:
+            sampler = sampler_factory()
         super().__init__(space=space, metric=metric, mode=mode,
                          points_to_evaluate=points_to_evaluate, sampler=sampler,
                          study_name=study_name, storage=storage, seed=seed,
@@ -170,6 +186,7 @@ class PruneAwareOptunaSearch(OptunaSearch):
         self._scheduler = scheduler
         self._constraints = constraints
         self._attr_keys = tuple(attr_keys)
+        self._sampler_factory = sampler_factory
 
     @property
     def metric(self) -> None:
@@ -236,37 +253,93 @@ class PruneAwareOptunaSearch(OptunaSearch):
                          state.name, exc)
 
     # ------------------------------------------------------------------ persistence
+    #
+    # Ray pickles the searcher twice: inside ``tuner.pkl`` when the Tuner starts and in its
+    # periodic searcher checkpoints (:meth:`save`). Neither may depend on the sampler's
+    # internals: Optuna 5.1's GA samplers hold a ``threading.Lock`` (unpicklable), and a
+    # sampler pickled under one Optuna release need not work under the next. So the saved
+    # state is plain data: the study as trial records (:mod:`tune._study_records`), the
+    # Ray trial -> Optuna trial numbers, and how to build the sampler again
+    # (``sampler_factory``). Only without a factory is the sampler itself pickled (its locks
+    # recreated on load), and that state restores only under the Optuna release that saved
+    # it.
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        study = state.pop("_ot_study")
+        state["_ot_trials"] = {tid: t.number for tid, t in self._ot_trials.items()}
+        state["_study_records"] = None if study is None else study_records.dump(study)
+        state["_space"] = study_records.dump_space(self._space)
+        sampler = state.pop("_sampler")
+        state["_sampler_blob"] = None if self._sampler_factory is not None or sampler is None \
+            else study_records.pickle_with_fresh_locks(sampler)
+        state[_FORMAT_KEY] = _FORMAT
+        state[_VERSION_KEY] = optuna.__version__
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        if state.pop(_FORMAT_KEY, None) != _FORMAT:
+            raise ValueError(f"searcher state: expected a PruneAwareOptunaSearch checkpoint "
+                             f"of format {_FORMAT} (this tgo-sweep), got another format")
+        saved_version = state.pop(_VERSION_KEY)
+        records = state.pop("_study_records")
+        numbers = state.pop("_ot_trials")
+        blob = state.pop("_sampler_blob")
+        state["_space"] = study_records.load_space(state["_space"])
+        self.__dict__.update(state)
+        self._sampler = self._rebuild_sampler(blob, saved_version)
+        self._ot_study, self._ot_trials = None, {}
+        if records is not None:
+            self._ot_study = study_records.load(records, self._sampler)
+            self._ot_trials = study_records.live_trials(self._ot_study, numbers)
+
+    def _rebuild_sampler(self, blob: bytes | None, saved_version: str):
+        if self._sampler_factory is not None:
+            sampler = self._sampler_factory()
+            # A fresh sampler with the spec's seed would draw the sweep's first points
+            # again; new random state, the history comes from the trials.
+            sampler.reseed_rng()
+            return sampler
+        if blob is None:
+            return None
+        if saved_version != optuna.__version__:
+            raise ValueError(
+                f"searcher state: its sampler was pickled under optuna {saved_version} and "
+                f"optuna {optuna.__version__} is installed; pass sampler_factory= to "
+                f"restore across releases, or install optuna=={saved_version}")
+        return study_records.unpickle(blob)
 
     def save(self, checkpoint_path: str) -> None:
-        """Pickle the searcher (cloudpickle: samplers may hold lambdas) and the scheduler."""
-        state = self.__dict__.copy()
+        """Write the searcher's plain-data state and the scheduler's records (pickle)."""
+        state = self.__getstate__()
         scheduler = state.pop("_scheduler")
         state["_scheduler_state"] = scheduler.state_dict() if scheduler is not None else None
-        state[_FORMAT_KEY] = _FORMAT
         with open(checkpoint_path, "wb") as f:
-            cloudpickle.dump(state, f)
+            pickle.dump(state, f)
 
     def restore(self, checkpoint_path: str) -> None:
         """Load a :meth:`save` checkpoint into this object, keeping its live scheduler.
 
-        The class, sampler, study and pruning records all come back; the scheduler passed
-        to this searcher (the one Tune runs) is rebuilt in place from the saved records.
+        The sampler (rebuilt), study and pruning records all come back; the scheduler
+        passed to this searcher (the one Tune runs) is rebuilt in place from the saved
+        records.
         """
         with open(checkpoint_path, "rb") as f:
-            state = cloudpickle.load(f)
+            state = pickle.load(f)
         if not isinstance(state, dict) or state.get(_FORMAT_KEY) != _FORMAT:
             raise ValueError(f"checkpoint_path: expected a PruneAwareOptunaSearch checkpoint, "
                              f"got {type(state).__name__} without {_FORMAT_KEY}={_FORMAT} "
                              f"({checkpoint_path})")
-        state.pop(_FORMAT_KEY)
+        scheduler = self._scheduler
         scheduler_state = state.pop("_scheduler_state", None)
-        self.__dict__.update(state)
+        self.__setstate__({**state, "_scheduler": scheduler})
         if scheduler_state is not None:
-            if self._scheduler is None:
+            if scheduler is None:
                 _log.warning("Checkpoint holds pruning records but this searcher has no "
                              "scheduler; they are dropped.")
             else:
-                self._scheduler.load_state_dict(scheduler_state)
+                scheduler.load_state_dict(scheduler_state)
         _log.info("restored the search: %s", self.summary())
 
     def summary(self) -> str:
