@@ -27,6 +27,8 @@ from mlflow import MlflowClient
 from ray import cloudpickle
 from ports import free_ports
 
+from tune import _study_records
+
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")]
 
@@ -167,7 +169,8 @@ def _study(experiment_path: Path):
     # Named by the session's start time; Ray re-syncs older ones, so mtimes do not tell.
     newest = max(experiment_path.glob("searcher-state-*.pkl"), key=lambda p: p.name)
     with open(newest, "rb") as f:
-        return cloudpickle.load(f)["_ot_study"]
+        state = cloudpickle.load(f)
+    return _study_records.load(state["_study_records"], state["_sampler_factory"]())
 
 
 def _trial_dirs(experiment_path: Path) -> dict[str, Path]:

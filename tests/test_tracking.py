@@ -138,6 +138,35 @@ def test_child_run_is_idempotent_across_trackers(store):
     assert got.data.params == {"margin_weight": "0.4", "seed": "3"}
 
 
+def test_an_epoch_is_never_logged_twice_per_run_and_metric(store):
+    """A trial Ray reruns from an older checkpoint repeats epochs with other values (new
+    timestamps), in the same driver or in a resumed one: each (run, metric, step) keeps its
+    first point."""
+    client = MlflowClient(store[0])
+    tracker = _tracker(store)
+    tracker.start()
+    run = tracker.child_run("aa_00000", {})
+    for epoch in (1, 2, 3):
+        tracker.log_epoch(run, {"val_clean_acc": 0.1 * epoch}, epoch)
+    for epoch in (2, 3, 4):       # a retry from the epoch-1 checkpoint, same driver
+        tracker.log_epoch(run, {"val_clean_acc": 0.5 + 0.1 * epoch, "lr": 0.01}, epoch)
+
+    resumed = _tracker(store)     # the driver died; a new one opens the same child run
+    resumed.start()
+    assert resumed.child_run("aa_00000", {}) == run
+    for epoch in (3, 4, 5):
+        resumed.log_epoch(run, {"val_clean_acc": 0.9, "lr": 0.02}, epoch)
+    resumed.finish_trial(run, {"epoch": 5, "val_clean_acc": 0.9, "clean_acc": 0.8},
+                         "finished")
+    resumed.finish_trial(run, {"epoch": 5, "clean_acc": 0.7}, "finished")   # a replay
+
+    def points(key):
+        return [(m.step, round(m.value, 6)) for m in client.get_metric_history(run, key)]
+    assert points("val_clean_acc") == [(1, 0.1), (2, 0.2), (3, 0.3), (4, 0.9), (5, 0.9)]
+    assert points("lr") == [(2, 0.01), (3, 0.01), (4, 0.01), (5, 0.02)]
+    assert points("clean_acc") == [(5, 0.8)]
+
+
 def test_log_epoch_and_finish_statuses(store):
     tracker = _tracker(store)
     tracker.start()

@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from tune import versions
 from tune.pareto import Objective, hypervolume, pareto_front
 from tune.spec import SweepSpec, load_spec
 
@@ -260,6 +261,7 @@ def run_sweep(spec: SweepSpec, *, address: str | None = None,
                          f"{experiment_path}; resume it with `tgo sweep resume "
                          f"{experiment_path}` or give the spec another name")
     _save_spec(spec, experiment_path)
+    versions.write(experiment_path)
     callbacks = _callbacks(spec, experiment_path, parent_run_id)
     trainable, tune_config, run_config, scheduler = _build_tuner(spec, callbacks)
     _LIVE["scheduler"] = scheduler
@@ -279,6 +281,7 @@ def resume_sweep(path: str | os.PathLike, *, address: str | None = None) -> Swee
     if not (experiment_path / SPEC_FILE).is_file():
         raise FileNotFoundError(f"path: no sweep at {experiment_path} (expected {SPEC_FILE} "
                                 "there, written when the sweep started)")
+    versions.check_resumable(experiment_path)   # refuses before anything is touched
     logging.getLogger("optuna").setLevel(logging.WARNING)
     spec = load_spec(experiment_path / SPEC_FILE)
     check_reachable(spec.mlflow.tracking_uri)

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 from tgo.config import as_enum
+from tune import versions
 from tune.pareto import Objective, hypervolume, pareto_ranks
 
 __all__ = ["SweepTracker", "TrackingUnavailable", "TrialOutcome", "check_reachable"]
@@ -247,6 +248,18 @@ def _as_objectives(objectives: Sequence[Any], field: str) -> tuple[Objective, ..
     return tuple(out)
 
 
+def _resumed_versions(saved: dict[str, str], tags: dict[str, str]) -> dict[str, str]:
+    """Pops the version tags the parent run already has from ``tags`` (it keeps the versions
+    it started under) and returns ``tgo.resumed_under`` naming the installed ones that
+    differ, if any."""
+    changed = []
+    for key in [k for k in tags if k.startswith("tgo.version.") and k in saved]:
+        now = tags.pop(key)
+        if now != saved[key]:
+            changed.append(f"{key[len('tgo.version.'):]} {now} (was {saved[key]})")
+    return {"tgo.resumed_under": ", ".join(changed)} if changed else {}
+
+
 def _spec_yaml(spec: Mapping[str, Any]) -> str:
     import yaml
 
@@ -318,6 +331,9 @@ class SweepTracker:
         self._children: dict[str, str] = {}        # trial id -> child run id
         self._params: dict[str, set[str]] = {}     # run id -> param keys already logged
         self._front_tags: dict[str, tuple[str, str]] = {}  # run id -> (pareto, pareto_rank)
+        #: run id -> metric key -> highest step the run holds; a step at or below it is
+        #: never logged again (a trial rerun from an older checkpoint repeats epochs).
+        self._steps: dict[str, dict[str, int]] = {}
         #: Trial ids whose child run had ended (finished, pruned, stopped) before this
         #: tracker opened it; their ops are not logged again (tune.mlflow_ops.replay).
         self.finished_before: set[str] = set()
@@ -326,7 +342,7 @@ class SweepTracker:
         """Pickle without the client and caches (Ray pickles callbacks into tuner.pkl);
         :meth:`start` after unpickling reconnects to the same parent run."""
         state = self.__dict__.copy()
-        state.update(_client=None, _children={}, _params={}, _front_tags={},
+        state.update(_client=None, _children={}, _params={}, _front_tags={}, _steps={},
                      finished_before=set())
         return state
 
@@ -402,6 +418,7 @@ class SweepTracker:
         tags = {"tgo.kind": "sweep", "tgo.sweep_name": self.sweep_name,
                 "tgo.spec_hash": self.spec_hash,
                 "tgo.objectives": ",".join(o.label for o in self.objectives)}
+        tags.update(versions.tags())
         commit = self.git_commit or _git_commit()
         if commit:
             tags["tgo.git_commit"] = commit
@@ -413,6 +430,7 @@ class SweepTracker:
             self._parent = run.info.run_id
             if "tgo.git_commit" in run.data.tags:  # a resumed sweep keeps its first commit
                 tags.pop("tgo.git_commit", None)
+            tags.update(_resumed_versions(run.data.tags, tags))
             self._log_batch(self._parent,
                             params=[Param(k, v) for k, v in params.items()
                                     if k not in run.data.params],
@@ -525,9 +543,13 @@ class SweepTracker:
                 self._params[run_id] = set(found[0].data.params)
                 if _ended_for_good(found[0]):
                     self.finished_before.add(trial_id)
-                elif found[0].info.status != "RUNNING":
-                    self.client.update_run(run_id, status="RUNNING")
-                    self.client.set_tag(run_id, "status", "running")
+                else:
+                    self._steps[run_id] = {
+                        key: max(m.step for m in self.client.get_metric_history(run_id, key))
+                        for key in found[0].data.metrics}
+                    if found[0].info.status != "RUNNING":
+                        self.client.update_run(run_id, status="RUNNING")
+                        self.client.set_tag(run_id, "status", "running")
             else:
                 tags = {_PARENT_TAG: parent, "tgo.kind": "trial", "tgo.trial_id": trial_id,
                         "tgo.sweep_name": self.sweep_name, "tgo.spec_hash": self.spec_hash,
@@ -536,6 +558,7 @@ class SweepTracker:
                                              run_name=_run_name(trial_id, _flatten(params)))
                 run_id = run.info.run_id
                 self._params[run_id] = set()
+                self._steps[run_id] = {}
             self._children[trial_id] = run_id
         self.log_params(run_id, params)
         return run_id
@@ -576,11 +599,12 @@ class SweepTracker:
         """Log the numeric values of ``metrics`` at step ``epoch`` (one ``log_batch``).
 
         Non-numeric values and booleans are skipped; NaN and inf are kept (a diverged loss
-        is information). MLflow metrics are append-only: logging ``(key, step)`` again adds
-        a second point at that step, and the one with the later timestamp becomes the
-        run's latest value. Only an exact repeat (same key, step, value and timestamp) is
-        dropped by the store, so pass the result's own ``timestamp_ms`` to make a replayed
-        result idempotent; a retried epoch with new values is kept as a new point.
+        is information). Idempotent per (run, metric, step): MLflow metrics are append-only
+        (logging ``(key, step)`` again would add a second point), so a key is logged only at
+        steps above the highest one the run already holds, as read from the store when the
+        run was opened and kept since. A trial that Ray reruns from an older checkpoint, a
+        replayed journal op or a resumed driver therefore never logs an epoch twice; the
+        run keeps the first values of an epoch.
         """
         from mlflow.entities import Metric
 
@@ -589,9 +613,17 @@ class SweepTracker:
         stamp = int(time.time() * 1000) if timestamp_ms is None else int(timestamp_ms)
         items = [Metric(_key(k), v, stamp, int(epoch)) for k, v in
                  ((k, _number(v)) for k, v in _flatten(metrics).items()) if v is not None]
-        if items:
-            with self._guard(f"log epoch {epoch} of run {run_id}"):
-                self._log_batch(run_id, metrics=items)
+        self._log_new_points(run_id, items, f"log epoch {epoch} of run {run_id}")
+
+    def _log_new_points(self, run_id: str, items: Sequence[Any], action: str) -> None:
+        """Log the metric points above each key's highest logged step, then remember them."""
+        held = self._steps.setdefault(run_id, {})
+        new = [m for m in items if m.step > held.get(m.key, -1)]
+        if new:
+            with self._guard(action):
+                self._log_batch(run_id, metrics=new)
+            for m in new:
+                held[m.key] = max(m.step, held.get(m.key, -1))
 
     def finish_trial(self, run_id: str, final: Mapping[str, Any], status: TrialOutcome | str,
                      reason: str | None = None, *, checkpoint_path: str | None = None,
@@ -629,9 +661,9 @@ class SweepTracker:
         tags["status"] = _text(label[outcome], _MAX_TAG_VALUE)
         if checkpoint_path:
             tags["tgo.checkpoint"] = str(checkpoint_path)
+        self._log_new_points(run_id, metrics, f"finish run {run_id}")
         with self._guard(f"finish run {run_id}"):
-            self._log_batch(run_id, metrics=metrics,
-                            tags=[RunTag(_key(k), v) for k, v in tags.items()])
+            self._log_batch(run_id, tags=[RunTag(_key(k), v) for k, v in tags.items()])
             self.client.set_terminated(run_id, status=_RUN_STATUS[outcome])
 
     # -- the Pareto front
