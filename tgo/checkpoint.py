@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import pickle
 import re
+import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -47,34 +49,86 @@ def save(path: str | Path, payload: dict[str, Any]) -> Path:
 
 
 def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint file (or a folder holding ``checkpoint.pt``) with weights_only=True."""
+    """Read a checkpoint file (or a folder holding ``checkpoint.pt``) with weights_only=True.
+
+    Raises:
+        FileNotFoundError: there is no such file.
+        ValueError: the file is not a checkpoint written by tgo: empty, foreign (text, a
+            pickle of objects), cut short (a crash mid-write), damaged, or not a dict. The
+            message names the file and what it holds.
+    """
     path = Path(path)
     if path.is_dir():
         path = path / CHECKPOINT_FILE
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint: no file at {path}")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as exc:  # a pickled object: refused, nothing ran
+        with warnings.catch_warnings():  # a foreign pickle's protocol is no news here
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            payload = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
         found = re.search(r"unsupported global[^\n]*", str(exc), re.I)
-        why = found.group(0).rstrip(".") if found else "an object torch refuses to rebuild"
+        if found is None:   # bad pickle opcodes: garbage, not objects
+            raise ValueError(f"{_EXPECTED}, got {path} ({_what_is(path, exc)})") from None
         raise ValueError(f"checkpoint: refused {path}: expected tensors and plain data only "
-                         f"(loaded with weights_only=True), got other objects ({why})") from None
-    except (RuntimeError, EOFError, KeyError, OSError) as exc:
-        raise ValueError(f"checkpoint: expected a checkpoint written by tgo, got {path} "
-                         f"({type(exc).__name__}: {str(exc)[:200]})") from None
+                         f"(loaded with weights_only=True), got other objects "
+                         f"({found.group(0).rstrip('.')})") from None
+    except OSError as exc:
+        raise ValueError(f"checkpoint: expected a readable file, got {path} "
+                         f"({exc.strerror or exc})") from None
+    except Exception as exc:  # noqa: BLE001 - on garbage torch's loader raises IndexError,
+        # RuntimeError, EOFError, ValueError, KeyError, struct.error, UnicodeDecodeError, ...
+        raise ValueError(f"{_EXPECTED}, got {path} ({_what_is(path, exc)})") from None
+    if not isinstance(payload, dict):
+        raise ValueError(f"{_EXPECTED}, got {path} (a {type(payload).__name__})")
+    return payload
+
+
+_EXPECTED = "checkpoint: expected a checkpoint written by tgo (torch.save of a dict)"
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
+def _what_is(path: Path, exc: BaseException) -> str:
+    """What ``path`` holds, for an error message, judged from its bytes."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as file:
+            head = file.read(4)
+    except OSError as err:
+        return f"unreadable: {err.strerror or err}"
+    if size == 0:
+        return "an empty file"
+    if head.startswith(_ZIP_MAGIC):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                damaged = archive.testzip()
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+            return f"a zip archive cut short or damaged, {size} bytes: a crash mid-write " \
+                   "leaves one"
+        if damaged is not None:
+            return f"a damaged zip archive (bad CRC in {damaged})"
+        reason = " ".join(str(exc).split())[:200]
+        return f"a zip archive torch cannot read: {type(exc).__name__}" + \
+            (f": {reason}" if reason else "")
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return f"a pickle cut short or damaged, {size} bytes"
+    return "not a zip/pickle file"
 
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu"
                ) -> tuple[SpikingClassifier, TrainConfig]:
     """Rebuild the trained model of a checkpoint, in eval mode, with its config."""
     state = load(path, map_location)
-    missing = [k for k in ("model", "config", "num_classes", "mean", "std")
-               if not isinstance(state, dict) or k not in state]
+    missing = [k for k in ("model", "config", "num_classes", "mean", "std") if k not in state]
     if missing:
         raise ValueError(f"checkpoint: expected the keys {missing} in {path}, got "
-                         f"{sorted(state) if isinstance(state, dict) else type(state).__name__}")
-    config = TrainConfig.from_dict(state["config"])
-    model = build_model(config, state["num_classes"], state["mean"], state["std"])
-    model.load_state_dict(state["model"])
+                         f"{sorted(map(str, state))[:20]}")
+    try:
+        config = TrainConfig.from_dict(state["config"])
+        model = build_model(config, state["num_classes"], state["mean"], state["std"])
+        model.load_state_dict(state["model"])
+    except Exception as exc:  # noqa: BLE001 - a foreign dict: wrong types, shapes, keys
+        why = " ".join(str(exc).split())[:300]
+        raise ValueError(f"checkpoint: expected a config and model weights written by tgo in "
+                         f"{path}, got {type(exc).__name__}: {why}") from None
     return model.eval(), config

@@ -34,7 +34,8 @@ from tgo.losses import LambdaSchedule, threshold_guard_loss
 from tgo.models import SpikingClassifier
 from tgo.neurons import recording
 
-__all__ = ["FitResult", "accuracy", "TrainState", "TrainingDiverged", "fit", "resolve_device"]
+__all__ = ["FitResult", "accuracy", "TrainState", "TrainingDiverged", "fit", "load_resume_state",
+           "resolve_device"]
 
 
 class TrainingDiverged(FloatingPointError):
@@ -225,6 +226,32 @@ def accuracy(model: SpikingClassifier, dataset, device: torch.device,
     return correct / max(total, 1)
 
 
+#: What :meth:`TrainState.save` writes and :func:`fit` needs to resume.
+RESUME_KEYS = ("model", "optimizer", "scheduler", "rng", "config", "epoch")
+
+
+def load_resume_state(path: str | Path, map_location: str | torch.device = "cpu"
+                      ) -> dict[str, Any]:
+    """The payload of a checkpoint that :func:`fit` can resume from.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is foreign, cut short, damaged, or lacks a resumable state
+            (the message names the file and what was expected).
+    """
+    payload = checkpoint.load(path, map_location=map_location)
+    missing = [k for k in RESUME_KEYS if k not in payload]
+    rng = payload.get("rng")
+    if not missing and not (isinstance(rng, dict) and {"torch", "noise", "loader"} <= set(rng)):
+        missing = ["rng.torch/noise/loader"]
+    if not missing and not isinstance(payload["config"], dict):
+        missing = ["config (a dict)"]
+    if missing:
+        raise ValueError(f"resume_from: expected a training state written by tgo in {path} "
+                         f"(keys {list(RESUME_KEYS)}), missing {missing}")
+    return payload
+
+
 def fit(config: TrainConfig, report: Reporter | None = None, *,
         resume_from: str | Path | None = None, show_progress: bool = False) -> FitResult:
     """Train ``config``'s model on ``config``'s data.
@@ -245,12 +272,17 @@ def fit(config: TrainConfig, report: Reporter | None = None, *,
     state = _setup(config)
     device = next(state.model.parameters()).device
     if resume_from is not None:
-        payload = checkpoint.load(resume_from, map_location=device)
+        payload = load_resume_state(resume_from, map_location=device)
         saved = TrainConfig.from_dict(payload["config"])
         if saved.replace(epochs=config.epochs) != config:
             raise ValueError(f"resume_from: the checkpoint at {resume_from} was trained with a "
                              "different config")
-        state.restore(payload)
+        try:
+            state.restore(payload)
+        except (RuntimeError, ValueError, TypeError, KeyError) as exc:
+            why = " ".join(str(exc).split())[:300]
+            raise ValueError(f"resume_from: expected the training state of this config in "
+                             f"{resume_from}, got {type(exc).__name__}: {why}") from None
     schedule = LambdaSchedule(config.margin_weight, config.ramp_fraction, config.lambda_schedule)
     history: list[dict[str, float]] = []
     while state.epoch < config.epochs:

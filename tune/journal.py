@@ -9,6 +9,13 @@ order) logs exactly what was missed; every op is idempotent (see
 :meth:`tune.tracking.SweepTracker.log_epoch`), so a replay cut short can simply run again.
 After a replay the lines move to ``mlflow_synced.jsonl`` (an audit trail).
 
+A line that is no op (the driver died while appending it, or the file was damaged) is
+skipped with a warning naming the file and the line number, never fatal: the ops around it
+are still replayed, in order, and the line itself moves to ``mlflow_damaged.jsonl`` when
+the ops before it are synced, so nothing written is lost. (Failing instead would let one
+torn line, which :func:`append` leaves mid-file after a crash, block a sweep's resume and
+every later sync.)
+
 Ops (``{"op": ..., "trial_id": ...}`` plus):
 
 * ``open``: ``config``: the trial's child run, created or found by its trial id;
@@ -30,17 +37,22 @@ Example:
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-__all__ = ["PENDING_FILE", "SWEEP_FILE", "SYNCED_FILE", "append", "jsonable", "mark_synced",
-           "pending_folders", "read", "read_sweep_info", "revived", "write_sweep_info"]
+__all__ = ["DAMAGED_FILE", "PENDING_FILE", "SWEEP_FILE", "SYNCED_FILE", "append", "jsonable",
+           "mark_synced", "pending_folders", "read", "read_sweep_info", "revived",
+           "write_sweep_info"]
 
 PENDING_FILE = "mlflow_pending.jsonl"
 SYNCED_FILE = "mlflow_synced.jsonl"
 SWEEP_FILE = "mlflow_sweep.json"
+DAMAGED_FILE = "mlflow_damaged.jsonl"
+
+_log = logging.getLogger(__name__)
 
 
 def jsonable(value: Any) -> Any:
@@ -92,45 +104,81 @@ def append(folder: str | os.PathLike, op: Mapping[str, Any]) -> None:
 def read(folder: str | os.PathLike) -> list[dict[str, Any]]:
     """The pending ops of ``folder`` in the order they were appended.
 
-    A last line cut short (the driver died while writing it) is skipped.
+    A line that is no op (cut short when the driver died while writing it, or damaged:
+    not JSON, not UTF-8, not an object with an ``op``) is skipped with a warning naming the
+    file and the line; the ops before and after it are returned. :func:`mark_synced` moves
+    such lines to ``mlflow_damaged.jsonl``: nothing written is ever thrown away.
     """
     path = Path(folder) / PENDING_FILE
-    if not path.is_file():
-        return []
     ops = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            ops.append(revived(json.loads(line)))
-        except ValueError:
-            continue
+    for number, op, problem in _scan(_lines(path)):
+        if op is not None:
+            ops.append(op)
+        elif problem:
+            _log.warning("journal: skipped line %d of %s: expected one JSON object with an "
+                         "'op' per line, got %s; the other lines are replayed, this one is "
+                         "kept (in %s once the rest is synced)", number, path, problem,
+                         DAMAGED_FILE)
     return ops
 
 
 def mark_synced(folder: str | os.PathLike, count: int) -> None:
-    """Move the first ``count`` pending ops of ``folder`` to the synced file."""
+    """Move the first ``count`` pending ops of ``folder`` to the synced file, and the
+    unreadable lines among them to the damaged file."""
     folder = Path(folder)
     path = folder / PENDING_FILE
     if not path.is_file():
         return
-    lines = [line for line in path.read_text(encoding="utf-8").splitlines()
-             if _parses(line)]   # a torn line was never replayable: dropped
-    with open(folder / SYNCED_FILE, "a", encoding="utf-8") as out:
-        out.writelines(line + "\n" for line in lines[:count])
-    rest = lines[count:]
-    if rest:
+    lines = _lines(path)
+    synced, damaged, rest = [], [], []
+    done = 0
+    for line, (_, op, problem) in zip(lines, _scan(lines)):
+        if done >= count:
+            rest.append(line)
+        elif op is not None:
+            synced.append(line)
+            done += 1
+        elif problem:
+            damaged.append(line)
+    for name, kept in ((SYNCED_FILE, synced), (DAMAGED_FILE, damaged)):
+        if kept:
+            with open(folder / name, "ab") as out:
+                out.writelines(line + b"\n" for line in kept)
+                out.flush()
+                os.fsync(out.fileno())
+    if any(line.strip() for line in rest):
         tmp = path.with_suffix(".tmp")
-        tmp.write_text("".join(line + "\n" for line in rest), encoding="utf-8")
+        tmp.write_bytes(b"".join(line + b"\n" for line in rest))
         os.replace(tmp, path)
     else:
         path.unlink()
 
 
-def _parses(line: str) -> bool:
-    try:
-        json.loads(line)
-    except ValueError:
-        return False
-    return True
+def _lines(path: Path) -> list[bytes]:
+    return path.read_bytes().splitlines() if path.is_file() else []
+
+
+def _scan(lines: list[bytes]) -> list[tuple[int, dict[str, Any] | None, str]]:
+    """Per line: (its number, the op or None, what is wrong or "" for a blank line)."""
+    out: list[tuple[int, dict[str, Any] | None, str]] = []
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            out.append((number, None, ""))
+            continue
+        try:
+            value = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            out.append((number, None, "bytes that are not UTF-8"))
+            continue
+        except ValueError as exc:
+            out.append((number, None, f"invalid JSON ({exc}; a line cut short by a crash "
+                                      "mid-write, or damaged)"))
+            continue
+        if not isinstance(value, dict) or not isinstance(value.get("op"), str):
+            out.append((number, None, f"a JSON {type(value).__name__} without an 'op'"))
+            continue
+        out.append((number, revived(value), ""))
+    return out
 
 
 def pending_folders(experiment_path: str | os.PathLike) -> Iterator[Path]:
@@ -149,5 +197,20 @@ def write_sweep_info(experiment_path: str | os.PathLike, info: Mapping[str, Any]
 
 
 def read_sweep_info(experiment_path: str | os.PathLike) -> dict[str, Any] | None:
+    """The sweep's MLflow coordinates, or None when it never reached MLflow.
+
+    Raises:
+        ValueError: the file is not the JSON object :func:`write_sweep_info` writes.
+    """
     path = Path(experiment_path) / SWEEP_FILE
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        info = json.loads(path.read_bytes().decode("utf-8"))
+    except ValueError as exc:   # UnicodeDecodeError and JSONDecodeError
+        raise ValueError(f"{SWEEP_FILE}: expected the JSON object the sweep wrote (tracking "
+                         f"URI, experiment, parent run id), got {path} ({exc})") from None
+    if not isinstance(info, dict):
+        raise ValueError(f"{SWEEP_FILE}: expected a JSON object (tracking URI, experiment, "
+                         f"parent run id), got a {type(info).__name__} in {path}")
+    return info

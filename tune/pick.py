@@ -63,6 +63,7 @@ __all__ = [
     "measure_clean_accuracy",
     "member_config",
     "pick",
+    "read_deploy",
     "register",
 ]
 
@@ -451,7 +452,11 @@ def load_model(model_uri: str, tracking_uri: str, *, allow_pickle: bool = False)
                                                     registry_uri=tracking_uri)
         safe = Path(local) / SAFE_CHECKPOINT
         if safe.is_file():
-            return load_checkpoint(safe)[0]
+            try:
+                return load_checkpoint(safe)[0]
+            except ValueError as exc:   # names the download folder, gone after this block
+                raise ValueError(f"model: the {SAFE_CHECKPOINT} of {model_uri} (in "
+                                 f"{tracking_uri}) is unusable: {exc}") from None
         if not allow_pickle:
             raise ValueError(f"model: {model_uri} has no {SAFE_CHECKPOINT} (weights only), "
                              "and loading its pickle could run code from the store; load it "
@@ -639,6 +644,56 @@ def register(result: PickResult, name: str, *, alias: str = DEPLOY_ALIAS,
                                     if k in member.metrics))
     client.set_registered_model_alias(name, alias, version.version)
     return Registration(name, str(version.version), alias, member.model_uri)
+
+
+#: Keys :func:`read_deploy` requires in ``deploy.yaml`` (what :func:`deploy_document` writes).
+_DEPLOY_KEYS = ("model_uri", "config", "sweep")
+
+
+def read_deploy(path: str | os.PathLike) -> dict[str, Any]:
+    """Read back the ``deploy.yaml`` that ``tgo pick`` wrote, checked.
+
+    Returns the document with ``config`` as a :class:`TrainConfig`.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is not such a document (not UTF-8 YAML, cut short, foreign,
+            or a key missing or of the wrong type); the message names the file.
+
+    Example:
+        >>> doc = read_deploy("deploy.yaml")                                  # doctest: +SKIP
+        >>> model = load_model(doc["model_uri"], doc["sweep"]["tracking_uri"])  # doctest: +SKIP
+    """
+    import yaml
+
+    path = Path(path)
+    expected = (f"deploy: expected the YAML mapping that tgo pick writes (keys "
+                f"{', '.join(_DEPLOY_KEYS)}, ...)")
+    if not path.is_file():
+        raise FileNotFoundError(f"deploy: no file at {path}")
+    try:
+        doc = yaml.safe_load(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, yaml.YAMLError, RecursionError) as exc:
+        what = getattr(exc, "problem", None) or str(exc).splitlines()[0][:200]
+        raise ValueError(f"{expected}, got {path} (not UTF-8 YAML: {what})") from None
+    if not isinstance(doc, dict):
+        got = "an empty file" if doc is None else f"a YAML {type(doc).__name__}"
+        raise ValueError(f"{expected}, got {path} ({got})")
+    missing = [k for k in _DEPLOY_KEYS if k not in doc]
+    if missing:
+        raise ValueError(f"{expected}, got {path} (missing {', '.join(missing)}; cut short?)")
+    sweep = doc["sweep"]
+    if not isinstance(doc["model_uri"], str) or not isinstance(sweep, dict) \
+            or not isinstance(sweep.get("tracking_uri"), str) \
+            or not isinstance(doc["config"], dict):
+        raise ValueError(f"{expected}, got {path} (model_uri, sweep.tracking_uri: text; "
+                         "config: a mapping)")
+    try:
+        config = TrainConfig.from_dict(doc["config"])
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"deploy: expected a TrainConfig under config in {path}, got "
+                         f"{exc}") from None
+    return {**doc, "config": config}
 
 
 def deploy_document(result: PickResult, config: TrainConfig, *,

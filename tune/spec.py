@@ -926,6 +926,9 @@ def load_spec(path: str | os.PathLike) -> SweepSpec:
         what = getattr(exc, "problem", None) or str(exc)
         raise SpecError([f"{where}expected valid YAML, got {what}"], source,
                         "cannot parse the sweep spec") from None
+    except RecursionError:   # PyYAML composes nested nodes recursively
+        raise SpecError(["expected valid YAML, got nesting deeper than Python's recursion "
+                         "limit"], source, "cannot parse the sweep spec") from None
     if not isinstance(data, Mapping):
         got = "an empty file" if data is None else f"a {type(data).__name__}"
         raise SpecError([f"expected a mapping of spec fields at the top level, got {got}"],

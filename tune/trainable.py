@@ -2,7 +2,9 @@
 
 Every epoch is reported with ``ray.tune.report(metrics, checkpoint=...)`` (in Ray 2.60
 ``ray.train.report`` fails inside Tune). A retried or resumed trial continues from its
-last checkpoint. Only the last result of a trial that trained every epoch holds the
+last checkpoint; when that one cannot be read (cut short by a crash mid-upload, damaged), it
+continues from the older checkpoint Ray keeps beside it, else starts again from epoch 1, and
+says which in the log. Only the last result of a trial that trained every epoch holds the
 objectives (``clean_acc``, ``robust_acc``, ...) and ``done_training = True``; see
 docs/CONTRACTS.md.
 """
@@ -10,6 +12,8 @@ docs/CONTRACTS.md.
 from __future__ import annotations
 
 import json
+import logging
+import posixpath
 import tempfile
 from pathlib import Path
 from typing import Any, Mapping
@@ -17,8 +21,9 @@ from typing import Any, Mapping
 import torch
 from ray import tune as raytune
 
+from tgo.checkpoint import CHECKPOINT_FILE
 from tgo.final_eval import EvalSettings, final_evaluation
-from tgo.train import TrainState, fit
+from tgo.train import TrainState, fit, load_resume_state
 from tune import faults, journal
 from tune.spec import SweepSpec
 
@@ -33,6 +38,8 @@ NODE_KEY = "ray_node_id"
 #: The final evaluation, saved beside the last epoch's checkpoint: a trial resumed from it
 #: reports it again instead of attacking the test split a second time.
 FINAL_FILE = "final.json"
+
+_log = logging.getLogger(__name__)
 
 
 def _report(metrics: Mapping[str, Any], state: TrainState,
@@ -53,13 +60,7 @@ def run_trial(params: dict[str, Any], spec: SweepSpec) -> None:
     torch.set_num_threads(cpus)
     config = spec.train_config(params)
     settings = EvalSettings(**spec.evaluation.model_dump())
-    resume_from, saved_final = None, None
-    checkpoint = raytune.get_checkpoint()
-    if checkpoint is not None:
-        folder = Path(checkpoint.to_directory())
-        resume_from = folder / "checkpoint.pt"
-        if (folder / FINAL_FILE).is_file():
-            saved_final = journal.revived(json.loads((folder / FINAL_FILE).read_text()))
+    resume_from, saved_final = _resume_point(raytune.get_checkpoint())
 
     def report(metrics: dict[str, float], state: TrainState) -> None:
         faults.inject(params, state.epoch, state.model)   # tests and drills only
@@ -80,6 +81,60 @@ def run_trial(params: dict[str, Any], spec: SweepSpec) -> None:
                                                 generator=result.state.noise_rng)
         _report({"epoch": config.epochs, NODE_KEY: node_id, **final,
                  "done_training": True}, result.state, final)
+
+
+def _older_checkpoints(latest: raytune.Checkpoint) -> list[raytune.Checkpoint]:
+    """The trial's other checkpoints older than ``latest`` (Ray keeps ``num_to_keep``),
+    newest first."""
+    import pyarrow.fs
+
+    parent, name = posixpath.split(latest.path.rstrip("/"))
+    try:
+        infos = latest.filesystem.get_file_info(pyarrow.fs.FileSelector(parent))
+    except OSError:
+        return []
+    older = sorted((i.path for i in infos if i.type == pyarrow.fs.FileType.Directory
+                    and posixpath.basename(i.path).startswith("checkpoint_")
+                    and posixpath.basename(i.path) < name), reverse=True)
+    return [raytune.Checkpoint(path, latest.filesystem) for path in older]
+
+
+def _resume_point(latest: raytune.Checkpoint | None) -> tuple[Path | None, dict | None]:
+    """(checkpoint file to resume from, saved final evaluation) of a retried or resumed
+    trial: its latest checkpoint, else an older one, else (None, None): from scratch."""
+    if latest is None:
+        return None, None
+    for candidate in [latest, *_older_checkpoints(latest)]:
+        try:
+            folder = Path(candidate.to_directory())
+            load_resume_state(folder / CHECKPOINT_FILE)
+        except (ValueError, OSError) as exc:
+            _log.warning("trial checkpoint %s cannot be resumed from: %s", candidate.path, exc)
+            continue
+        if candidate is not latest:
+            _log.warning("the trial continues from its older checkpoint %s (epochs after it "
+                         "are trained again)", candidate.path)
+        return folder / CHECKPOINT_FILE, _saved_final(folder, candidate.path)
+    _log.warning("no readable checkpoint of this trial is left (latest: %s): it restarts from "
+                 "scratch, epoch 1", latest.path)
+    return None, None
+
+
+def _saved_final(folder: Path, stored: str) -> dict | None:
+    """The final evaluation saved beside a last-epoch checkpoint (``stored``: where Ray
+    keeps it); None when absent or unreadable (it is then measured again)."""
+    path, name = folder / FINAL_FILE, posixpath.join(stored, FINAL_FILE)
+    if not path.is_file():
+        return None
+    try:
+        final = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as exc:   # UnicodeDecodeError is a ValueError
+        _log.warning("%s cannot be read (%s): the final evaluation runs again", name, exc)
+        return None
+    if not isinstance(final, dict):
+        _log.warning("%s holds no JSON object: the final evaluation runs again", name)
+        return None
+    return journal.revived(final)
 
 
 def make_trainable(spec: SweepSpec):
