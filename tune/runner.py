@@ -284,6 +284,14 @@ def resume_sweep(path: str | os.PathLike, *, address: str | None = None) -> Swee
     versions.check_resumable(experiment_path)   # refuses before anything is touched
     logging.getLogger("optuna").setLevel(logging.WARNING)
     spec = load_spec(experiment_path / SPEC_FILE)
+    if not any(experiment_path.glob("experiment_state-*.json")):
+        # The driver died before Ray's first snapshot: Ray would "restart" from tuner.pkl
+        # alone, and no trial of it was recorded. Start the sweep again instead; the
+        # MLflow parent run (not finished) is reused and its unknown children closed.
+        _log.info("Ray saved no state of %s before its driver stopped: starting the sweep "
+                  "again from its saved spec", experiment_path)
+        (experiment_path / "tuner.pkl").unlink(missing_ok=True)
+        return run_sweep(spec, address=address)
     check_reachable(spec.mlflow.tracking_uri)
     _driver_env_defaults()
     _init_ray(address)
@@ -297,6 +305,19 @@ def resume_sweep(path: str | os.PathLike, *, address: str | None = None) -> Swee
     tune_config = tuner._local_tuner._tune_config  # noqa: SLF001 (no public accessor)
     _LIVE["scheduler"] = tune_config.scheduler
     callbacks = tuner._local_tuner._run_config.callbacks  # noqa: SLF001
+    _keep_parent_run(callbacks, experiment_path)
     start = time.perf_counter()
     results = tuner.fit()
     return _outcome(spec, results, experiment_path, callbacks, time.perf_counter() - start)
+
+
+def _keep_parent_run(callbacks: list, experiment_path: Path) -> None:
+    """Point the restored tracker at the parent run the sweep logged to (journal's
+    ``mlflow_sweep.json``): a tracker pickled before its first start knows none, and would
+    open a new parent once the old one is FINISHED (a resumed sweep that had ended)."""
+    from tune import journal
+
+    parent = (journal.read_sweep_info(experiment_path) or {}).get("parent_run_id")
+    tracker = next(c.tracker for c in callbacks if hasattr(c, "tracker"))
+    if parent and tracker.parent_run_id is None:
+        tracker.use_parent(parent)

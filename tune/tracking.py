@@ -346,6 +346,12 @@ class SweepTracker:
                      finished_before=set())
         return state
 
+    def use_parent(self, run_id: str) -> None:
+        """Log under this existing parent run (checked by :meth:`start`); before start."""
+        if self._client is not None:
+            raise RuntimeError("SweepTracker: use_parent() after start()")
+        self._parent = _require_text(run_id, "parent_run_id")
+
     # -- plumbing
 
     @property
