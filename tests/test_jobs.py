@@ -224,8 +224,12 @@ def test_runtime_env_ships_the_repository_without_heavy_folders():
         assert name in env["excludes"]
     assert "pip" not in env and env["env_vars"]["OMP_NUM_THREADS"] == "1"
     with_pip = jobs.project_runtime_env(pip=True, env_vars={"A": "1"})
-    assert any(r.startswith("torch") for r in with_pip["pip"])
-    assert any(r.startswith("ray") for r in with_pip["pip"]) and with_pip["env_vars"]["A"] == "1"
+    locked = [l for l in (ROOT / "requirements.lock").read_text().splitlines()
+              if l and not l.startswith("#")]
+    assert "torch==2.14.1" in with_pip["pip"] and with_pip["env_vars"]["A"] == "1"
+    assert all("==" in r for r in with_pip["pip"])               # the lock, pinned
+    assert set(locked) - set(with_pip["pip"]) == {next(l for l in locked
+                                                       if l.startswith("ray=="))}
 
 
 def test_address_and_default(client_env, monkeypatch):

@@ -115,3 +115,21 @@ def test_parent_run_keeps_the_versions_it_started_under(tmp_path):
     assert tags["tgo.version.optuna"] == "5.0.0"
     assert tags["tgo.resumed_under"] == \
         f"optuna {versions.installed()['optuna']} (was 5.0.0)"
+
+
+def test_cluster_images_run_the_locked_ray():
+    """The driver (make install), the KubeRay image and the AWS nodes run one Ray: the lock's.
+    A refreshed lock with a new Ray must move the images with it."""
+    import re
+
+    lock = (ROOT / "requirements.lock").read_text()
+    ray_version = re.search(r"^ray==(\S+)$", lock, re.M).group(1)
+    found = []
+    for path in sorted((ROOT / "cluster").rglob("*")):
+        if path.is_file():
+            text = path.read_text()
+            found += [(path.name, v) for v in re.findall(r"rayproject/ray:([0-9.]+)-", text)]
+            found += [(path.name, v) for v in re.findall(r"rayVersion:\s*['\"]?([0-9.]+)", text)]
+            found += [(path.name, v) for v in re.findall(r"ray.__version__ == '([0-9.]+)'", text)]
+    assert len(found) >= 5, found
+    assert {v for _, v in found} == {ray_version}, found

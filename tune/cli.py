@@ -343,8 +343,8 @@ def _add_job_commands(sub: argparse._SubParsersAction) -> None:
                         help="Ray results folder on the cluster (shared path or s3://... on a "
                              "multi-machine cluster; default: the spec's, per job)")
     submit.add_argument("--pip", action="store_true",
-                        help="install pyproject.toml's dependencies per job (default: the "
-                             "cluster's Python already has them)")
+                        help="install requirements.lock per job, Ray excepted (default: the "
+                             "cluster's Python already has it)")
     submit.add_argument("--python", default="python",
                         help="the cluster's Python that runs the sweep (default: python)")
     submit.add_argument("--wait", action="store_true",

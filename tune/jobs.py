@@ -6,9 +6,10 @@ The job's ``runtime_env`` ships the project: ``working_dir`` is the repository r
 :data:`EXCLUDES` (git history, virtualenvs, data sets, run outputs, MLflow stores,
 checkpoints), and Ray puts it first on every worker's ``PYTHONPATH``. The requirements are
 *not* installed per job: the cluster's Python must already have them (torch, spikingjelly,
-ray, optuna, mlflow, ... as in ``pyproject.toml``); ``pip=True`` (``tgo submit --pip``)
-asks Ray to install ``pyproject.toml``'s dependencies into a per-job virtualenv instead,
-which takes minutes and needs the package index. The entrypoint's ``python`` is the first
+ray, optuna, mlflow, ... at the versions of ``requirements.lock``, as the image of
+``cluster/kuberay/Dockerfile`` has them); ``pip=True`` (``tgo submit --pip``) asks Ray to
+install the lock into a per-job virtualenv instead, which takes minutes and needs the
+package index. The entrypoint's ``python`` is the first
 one on the ``PATH`` of the head node's Ray processes (``--python`` names another).
 
 Results must outlive the job, so the MLflow store has to be one the cluster reaches: a
@@ -65,7 +66,7 @@ __all__ = [
     "format_jobs",
     "project_root",
     "project_runtime_env",
-    "pyproject_requirements",
+    "lock_requirements",
     "resolve_token",
     "submission_tracking_uri",
     "submit_sweep",
@@ -365,12 +366,21 @@ def project_root() -> Path:
     return root
 
 
-def pyproject_requirements(root: Path) -> list[str]:
-    """``[project].dependencies`` of ``root/pyproject.toml``."""
-    import tomllib
+LOCK_FILE = "requirements.lock"
 
-    data = tomllib.loads((root / "pyproject.toml").read_text())
-    return list(data.get("project", {}).get("dependencies", []))
+
+def lock_requirements(root: Path) -> list[str]:
+    """The pinned lines of ``root/requirements.lock`` (what the tests passed with), less
+    Ray itself: a job runs on the cluster's Ray, which must be the lock's release (the
+    KubeRay image installs the same lock), and Ray refuses to reinstall itself per job."""
+    path = root / LOCK_FILE
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise FileNotFoundError(f"pip: expected the lock {path} in the shipped checkout "
+                                f"({exc.strerror or exc})") from None
+    pins = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    return [p for p in pins if p.split("==")[0].split("[")[0].lower() != "ray"]
 
 
 def project_runtime_env(root: str | os.PathLike | None = None, *,
@@ -381,8 +391,8 @@ def project_runtime_env(root: str | os.PathLike | None = None, *,
     Args:
         root: the folder to ship (default :func:`project_root`).
         env_vars: environment of the driver and of every worker of the job.
-        pip: install ``pyproject.toml``'s dependencies per job (else the cluster's Python
-            must already have them).
+        pip: install ``requirements.lock`` per job, Ray excepted (else the cluster's
+            Python must already have it: the image of ``cluster/kuberay/Dockerfile``).
 
     Example:
         >>> env = project_runtime_env()
@@ -397,7 +407,7 @@ def project_runtime_env(root: str | os.PathLike | None = None, *,
                                         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
                                         **dict(env_vars or {})}}
     if pip:
-        env["pip"] = pyproject_requirements(folder)
+        env["pip"] = lock_requirements(folder)
     return env
 
 
