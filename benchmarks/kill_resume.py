@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--kill-after", type=float, nargs=2, default=(8.0, 70.0),
+    parser.add_argument("--kill-after", type=float, nargs=2, default=(8.0, 45.0),
                         metavar=("LOW", "HIGH"), help="seconds (uniform)")
     parser.add_argument("--keep", action="store_true", help="keep each run's folder")
     args = parser.parse_args(argv)
