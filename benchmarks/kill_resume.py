@@ -122,10 +122,13 @@ def one_run(kill_after_s: float, folder: Path, timeout_s: float = 900) -> dict:
     resumed = subprocess.run([*TGO, "sweep", "resume", str(experiment)], capture_output=True,
                              text=True, env=_env(), cwd=folder, timeout=timeout_s)
     text = resumed.stdout + resumed.stderr
+    (folder / "resume.log").write_text(text)
     out["resume_rc"] = resumed.returncode
     out["wall_s"] = round(time.monotonic() - started, 1)
     if "Traceback" in text:
-        out["problems"].append("resume printed a traceback:\n" + text[-3000:])
+        at = text.index("Traceback")
+        out["problems"].append("resume printed a traceback (resume.log):\n"
+                               + text[max(0, at - 300):at + 2500])
     if resumed.returncode == 2 and "no sweep at" in text:
         out["outcome"] = "nothing to resume (killed before the sweep saved its spec)"
         return out
