@@ -13,7 +13,8 @@ the end. Afterwards, from the MLflow store:
 * the sweep's parent run is FINISHED and one finished/pruned child run exists per trial
   (a child closed as ``lost`` is a trial the killed driver had started after Ray's last
   state snapshot: it is never rerun, and counted apart);
-* ``tgo sweep resume`` exited 0 and printed no traceback.
+* ``tgo sweep resume`` exited 0 and printed no traceback (but one that Ray Tune logs and
+  survives, counted apart: see :func:`_tracebacks`).
 
 A kill before Ray's first state snapshot makes ``resume`` start the sweep again (same
 MLflow parent run); a kill before the sweep saved its spec leaves nothing to resume, and
@@ -99,6 +100,26 @@ def check_store(tracking_uri: str, experiment: str, num_samples: int) -> list[st
     return problems
 
 
+def _tracebacks(text: str) -> tuple[list[int], int]:
+    """(offsets of unexpected tracebacks, count of Ray's known checkpoint-GC error).
+
+    Known, from Ray Tune 2.60 itself: a resumed trial registers a new checkpoint and Ray
+    deletes the oldest one its (stale) snapshot lists, which the killed driver had already
+    deleted; Ray logs "Error handling checkpoint ... Path not found" with a traceback and
+    goes on. The checks of the MLflow store below still apply to such a run.
+    """
+    unknown, known, at = [], 0, text.find("Traceback")
+    while at >= 0:
+        before, after = text[max(0, at - 3000):at], text[at:at + 3000]
+        if "Error handling checkpoint" in before and "_delete_fs_path" in after \
+                and "Path not found" in after:
+            known += 1
+        else:
+            unknown.append(at)
+        at = text.find("Traceback", at + 1)
+    return unknown, known
+
+
 def one_run(kill_after_s: float, folder: Path, timeout_s: float = 900) -> dict:
     """One drill in ``folder``; returns what happened and the problems found."""
     spec = write_spec(folder)
@@ -125,8 +146,8 @@ def one_run(kill_after_s: float, folder: Path, timeout_s: float = 900) -> dict:
     (folder / "resume.log").write_text(text)
     out["resume_rc"] = resumed.returncode
     out["wall_s"] = round(time.monotonic() - started, 1)
-    if "Traceback" in text:
-        at = text.index("Traceback")
+    unknown, out["ray_checkpoint_gc_errors"] = _tracebacks(text)
+    for at in unknown:
         out["problems"].append("resume printed a traceback (resume.log):\n"
                                + text[max(0, at - 300):at + 2500])
     if resumed.returncode == 2 and "no sweep at" in text:
@@ -154,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep each run's folder")
     args = parser.parse_args(argv)
     rng = random.Random(args.seed)
-    failed = 0
+    failed = known_logs = 0
     outcomes = Counter()
     for i in range(args.runs):
         folder = Path(tempfile.mkdtemp(prefix=f"kill-resume-{i}-"))
@@ -162,8 +183,12 @@ def main(argv: list[str] | None = None) -> int:
         outcomes[result.get("outcome", "failed")] += 1
         verdict = "ok" if not result["problems"] else "FAILED"
         failed += bool(result["problems"])
+        gc_errors = result.get("ray_checkpoint_gc_errors", 0)
+        known_logs += gc_errors
         print(f"run {i + 1}/{args.runs}: kill after {result['kill_after_s']} s, "
-              f"{result.get('outcome', '-')}, {result['wall_s']} s: {verdict}", flush=True)
+              f"{result.get('outcome', '-')}, {result['wall_s']} s: {verdict}"
+              + (f" (Ray logged its checkpoint-GC error {gc_errors}x)" if gc_errors else ""),
+              flush=True)
         for problem in result["problems"]:
             print(f"    {problem}", flush=True)
         if not args.keep and not result["problems"]:
@@ -171,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
         elif result["problems"]:
             print(f"    kept {folder}", flush=True)
     print(f"{args.runs - failed}/{args.runs} runs passed; " +
-          ", ".join(f"{n} {what}" for what, n in outcomes.items()))
+          ", ".join(f"{n} {what}" for what, n in outcomes.items()) +
+          f"; Ray's known checkpoint-GC error logged {known_logs} time(s)")
     return 1 if failed else 0
 
 
