@@ -281,9 +281,9 @@ def resume_sweep(path: str | os.PathLike, *, address: str | None = None) -> Swee
     if not (experiment_path / SPEC_FILE).is_file():
         raise FileNotFoundError(f"path: no sweep at {experiment_path} (expected {SPEC_FILE} "
                                 "there, written when the sweep started)")
+    spec = load_spec(experiment_path / SPEC_FILE)
     versions.check_resumable(experiment_path)   # refuses before anything is touched
     logging.getLogger("optuna").setLevel(logging.WARNING)
-    spec = load_spec(experiment_path / SPEC_FILE)
     if not any(experiment_path.glob("experiment_state-*.json")):
         # The driver died before Ray's first snapshot: Ray would "restart" from tuner.pkl
         # alone, and no trial of it was recorded. Start the sweep again instead; the
