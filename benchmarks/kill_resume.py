@@ -38,7 +38,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-TGO = [sys.executable, "-m", "tgo.cli"]
+TGO = [sys.executable, "-m", "tune.cli"]
 
 
 def write_spec(folder: Path, name: str = "drill") -> Path:

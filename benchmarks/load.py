@@ -32,7 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tune.pareto import pareto_front  # noqa: E402
-from tune.runner import objectives_of, run_sweep  # noqa: E402
+from tune.runner import run_sweep  # noqa: E402
+from tune.tracking import objectives_of  # noqa: E402
 from tune.spec import SweepSpec  # noqa: E402
 
 
@@ -93,8 +94,8 @@ def main() -> int:
                              "the callback's, 30; 0 rebuilds after every finished trial)")
     args = parser.parse_args()
     if args.front_every_s is not None:
-        import tune.mlflow_callback
-        tune.mlflow_callback.FRONT_EVERY_S = args.front_every_s
+        import tune.tracking.callback
+        tune.tracking.callback.FRONT_EVERY_S = args.front_every_s
     with tempfile.TemporaryDirectory(prefix="tgo-load-") as tmp:
         tmp = Path(tmp)
         port = _free_port()

@@ -12,7 +12,7 @@ from torch import nn
 from tgo import checkpoint
 from tgo.attacks import apgd, attacker_surrogate, make_attack, pgd, transfer
 from tgo.attacks.apgd import checkpoints
-from tgo.cli import main
+from tune.cli import main
 from tgo.config import Attack, Surrogate, TrainConfig
 from tgo.evaluate import robustness
 from tgo.models import NeuronSettings, build

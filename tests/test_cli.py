@@ -6,9 +6,9 @@ import sys
 
 import pytest
 
-from tgo.cli import main
+from tune.cli import main
 
-TGO = [sys.executable, "-m", "tgo.cli"]
+TGO = [sys.executable, "-m", "tune.cli"]
 
 
 def test_train_then_evaluate(tmp_path, capsys):

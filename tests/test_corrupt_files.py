@@ -46,13 +46,12 @@ from hypothesis import strategies as st
 from tgo import checkpoint
 from tgo.config import TrainConfig
 from tgo.train import fit, load_resume_state
-from tune import journal
+from tune.tracking import journal
 from tune.pick import read_deploy
 from tune.spec import SpecError, SweepSpec, load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
-_EXE = Path(sys.executable).parent / "tgo"
-TGO = [str(_EXE)] if _EXE.exists() else [sys.executable, "-m", "tgo.cli"]
+TGO = [sys.executable, "-m", "tune.cli"]   # what the `tgo` console script runs
 FUZZ = settings(max_examples=int(os.environ.get("TGO_FUZZ_EXAMPLES", "60")), deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
                                        HealthCheck.too_slow])
@@ -194,7 +193,7 @@ def test_tgo_evaluate_on_a_foreign_text_file(tmp_path):
 @pytest.fixture(scope="module")
 def store(trained, good, tmp_path_factory):
     """(tracking URI, model URI, stored tgo-checkpoint.pt) of a one-member sweep front."""
-    from tune.front_models import SAFE_CHECKPOINT
+    from tune.tracking.front_models import SAFE_CHECKPOINT
     from tune.tracking import SweepTracker
 
     root = tmp_path_factory.mktemp("store")
@@ -333,7 +332,7 @@ def test_a_torn_last_line_loses_no_earlier_line(tmp_path, caplog):
     whole = path.read_bytes()
     with open(path, "ab") as out:
         out.write(json.dumps(_ops(4)[-1]).encode()[:17])   # the driver died mid-append
-    with caplog.at_level(logging.WARNING, logger="tune.journal"):
+    with caplog.at_level(logging.WARNING, logger="tune.tracking.journal"):
         assert [op["result"]["epoch"] for op in journal.read(tmp_path)] == [1, 2, 3]
     assert f"skipped line 4 of {path}" in caplog.text and "invalid JSON" in caplog.text
     journal.append(tmp_path, _ops(5)[-1])   # the resumed sweep goes on appending
@@ -358,7 +357,7 @@ def test_a_damaged_middle_line_is_skipped_named_and_kept(tmp_path, caplog, damag
     for op in ops[2:]:
         journal.append(tmp_path, op)
     before = path.read_bytes().splitlines()
-    with caplog.at_level(logging.WARNING, logger="tune.journal"):
+    with caplog.at_level(logging.WARNING, logger="tune.tracking.journal"):
         read = journal.read(tmp_path)
     assert [op["result"]["epoch"] for op in read] == [1, 2, 3, 4]
     assert f"skipped line 3 of {path}" in caplog.text and says in caplog.text, caplog.text
@@ -377,8 +376,8 @@ def test_sync_replays_the_ops_around_a_damaged_journal_line(tmp_path, caplog):
     log and kept; the ops before and after it reach MLflow."""
     from mlflow import MlflowClient
 
-    from tune.runner import make_tracker
-    from tune.sync import sync_sweep
+    from tune.tracking import make_tracker
+    from tune.tracking.sync import sync_sweep
 
     folder = _sweep_folder(tmp_path, _saved_spec(tmp_path))
     spec = load_spec(folder / "sweep_spec.yaml")
@@ -394,7 +393,7 @@ def test_sync_replays_the_ops_around_a_damaged_journal_line(tmp_path, caplog):
         journal.append(trial, {"op": "result", "trial_id": "t1", "result": {
             "epoch": epoch, "timestamp": 1700000000 + epoch, "val_clean_acc": 0.5 + epoch / 10,
             "ray_node_id": "n1", "train_config": {"margin": 0.5, "epochs": 2}}})
-    with caplog.at_level(logging.WARNING, logger="tune.journal"):
+    with caplog.at_level(logging.WARNING, logger="tune.tracking.journal"):
         report = sync_sweep(folder)
     assert f"skipped line 3 of {trial / journal.PENDING_FILE}" in caplog.text
     assert report.ops == 3 and report.trials == ["t1"]
@@ -622,11 +621,11 @@ def test_fuzz_journal_bytes(valid_files, tmp_path, data):
     folder = tmp_path / f"j{random.random()}"
     folder.mkdir()
     (folder / journal.PENDING_FILE).write_bytes(content)
-    logging.getLogger("tune.journal").setLevel(logging.ERROR)
+    logging.getLogger("tune.tracking.journal").setLevel(logging.ERROR)
     try:
         ops = journal.read(folder)
     finally:
-        logging.getLogger("tune.journal").setLevel(logging.NOTSET)
+        logging.getLogger("tune.tracking.journal").setLevel(logging.NOTSET)
     assert all(isinstance(op, dict) and isinstance(op["op"], str) for op in ops)
     intact = [line for line in valid_files["journal"].splitlines()
               if line + b"\n" in content.splitlines(keepends=True)]

@@ -31,7 +31,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from tgo.cli import main
+from tune.cli import main
 from tune import jobs
 from tune.jobs import JobAuthError, JobError, JobsClient
 from tune.spec import SpecError

@@ -24,7 +24,7 @@ import torch
 import yaml
 from mlflow import MlflowClient
 
-from tgo.cli import main
+from tune.cli import main
 from tgo.config import TrainConfig
 from tgo.final_eval import EvalSettings, final_evaluation
 from tgo.neurons import noise

@@ -27,7 +27,7 @@ from mlflow import MlflowClient
 from ray import cloudpickle
 from ports import free_ports
 
-from tune import _study_records
+from tune.search import _study_records
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")]
@@ -35,7 +35,7 @@ pytestmark = [pytest.mark.slow,
 ROOT = Path(__file__).resolve().parents[1]
 CLUSTER = ROOT / "cluster" / "local_cluster.py"
 SERVE, STOP = ROOT / "mlflow" / "serve.sh", ROOT / "mlflow" / "stop.sh"
-TGO = [sys.executable, "-m", "tgo.cli"]
+TGO = [sys.executable, "-m", "tune.cli"]
 
 _spec = importlib.util.spec_from_file_location("local_cluster", CLUSTER)
 local_cluster = importlib.util.module_from_spec(_spec)

@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.slow,
 
 ROOT = Path(__file__).resolve().parents[1]
 OLD_OPTUNA = "5.0.0"
-TGO = [sys.executable, "-m", "tgo.cli"]
+TGO = [sys.executable, "-m", "tune.cli"]
 
 
 @pytest.fixture(scope="module")

@@ -14,10 +14,10 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from tune import _study_records
-from tune.presets import make_scheduler, make_searcher
-from tune.search import PruneAwareOptunaSearch, ResultConstraints
-from tune.spec import SweepSpec, make_sampler
+from tune.objectives import Constraints
+from tune.search import (PruneAwareOptunaSearch, _study_records, make_sampler, make_scheduler,
+                         make_searcher)
+from tune.spec import SweepSpec
 
 SAMPLER_CASES = [("nsga2", []), ("nsga2", ["clean_acc >= 0.5"]), ("tpe", []),
                  ("tpe", ["clean_acc >= 0.5"]), ("random", [])]
@@ -90,7 +90,7 @@ def _check_restored(before: PruneAwareOptunaSearch, after: PruneAwareOptunaSearc
 def test_searcher_pickles_and_restores_for_each_sampler(tmp_path, sampler, constraints):
     search = _used_searcher(_spec(tmp_path, sampler, constraints))
     if constraints:
-        assert search.study.trials[0].constraints == pytest.approx({"lower:clean_acc": -0.4})
+        assert search.study.trials[0].constraints == pytest.approx({"clean_acc >= 0.5": -0.4})
     _check_restored(search, pickle.loads(pickle.dumps(search)))   # tuner.pkl
 
 
@@ -121,7 +121,7 @@ def test_legacy_constraints_func_sampler_pickles(tmp_path):
     spec = _spec(tmp_path, "nsga2", [])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        sampler = make_sampler(spec, ResultConstraints(lower={"clean_acc": 0.5}))
+        sampler = make_sampler(spec, Constraints.parse(["clean_acc >= 0.5"]))
     search = PruneAwareOptunaSearch(space=spec.optuna_space(), metric=["clean_acc", "robust_acc"],
                                     mode=["max", "max"], sampler=sampler)
     search.suggest("a")

@@ -38,7 +38,7 @@ import torch
 import yaml
 
 from tgo import checkpoint
-from tgo.cli import main
+from tune.cli import main
 from tgo.config import TrainConfig
 from tune import jobs
 from tune.redact import (SECRET_ENV_VARS, has_credentials, keep_credentials_out_of_ray_logs,
@@ -452,7 +452,7 @@ def test_a_real_sweep_logs_no_credential(mlflow_server, tmp_path, monkeypatch):
     env.update(HOME=str(home), RAY_TMPDIR=str(ray_tmp), RAY_USAGE_STATS_ENABLED="0")
     # A process of its own, as a user runs it (a local Ray keeps state in its driver process).
     try:
-        proc = subprocess.run([PYTHON, "-m", "tgo.cli", "sweep", "run", str(spec)], env=env,
+        proc = subprocess.run([PYTHON, "-m", "tune.cli", "sweep", "run", str(spec)], env=env,
                               cwd=tmp_path, capture_output=True, text=True, timeout=900)
         ray_logs = _scan_tree(ray_tmp, values.values())
         assert list(ray_tmp.rglob("runtime_env_agent.log"))

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 CLUSTER = ROOT / "cluster" / "local_cluster.py"
 SERVE, STOP = ROOT / "mlflow" / "serve.sh", ROOT / "mlflow" / "stop.sh"
-TGO = [sys.executable, "-m", "tgo.cli"]
+TGO = [sys.executable, "-m", "tune.cli"]
 
 
 def _run(cmd, timeout=600, env=None, **kw) -> subprocess.CompletedProcess:

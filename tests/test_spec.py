@@ -21,9 +21,10 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from tgo.config import TrainConfig
-from tune.constraints import Constraint, Direction, Metric, constraints_func
+from tune.objectives import RESULT_ATTR, Constraint, Constraints, Direction, Metric
+from tune.search import make_sampler
 from tune.spec import (SEARCHABLE, EvaluationSpec, PrunerName, SamplerName, SpecError,
-                       SweepSpec, load_spec, make_sampler)
+                       SweepSpec, load_spec)
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -433,25 +434,25 @@ def test_make_sampler_presets(kind: str, cls: str) -> None:
     assert a.ask(space).params == b.ask(space).params
 
 
-def test_make_sampler_passes_constraints_func() -> None:
+def test_make_sampler_passes_the_constraints_as_constraints_func() -> None:
     spec = SweepSpec.from_dict(spec_with(constraints=["clean_acc >= 0.9"],
                                          sampler={"type": "nsga2", "population_size": 2}))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # optuna 5 deprecates constraints_func
         study = optuna.create_study(directions=spec.directions,
-                                    sampler=make_sampler(spec, spec.constraints_func()))
+                                    sampler=make_sampler(spec, spec.constraint_set()))
     values = [[0.95, 0.1], [0.7, 0.4], [0.92, 0.3]]
     for v in values:
         trial = study.ask(spec.optuna_space())
-        # Optuna evaluates constraints_func before it stores the values: metrics go in
-        # the user attributes first.
-        trial.set_user_attr("clean_acc", v[0])
+        # Optuna evaluates constraints_func before it stores the values: the searcher
+        # stores the result as a user attribute first.
+        trial.set_user_attr(RESULT_ATTR, {"clean_acc": v[0]})
         study.tell(trial, v)
     got = [t.constraints for t in study.trials]
     assert [list(c.values())[0] for c in got] == pytest.approx([-0.05, 0.2, -0.02])
-    assert spec.constraints_func() is not None
-    assert SweepSpec.from_dict(MINIMAL).constraints_func() is None
+    assert spec.constraint_set() == Constraints.parse(["clean_acc >= 0.9"])
+    assert SweepSpec.from_dict(MINIMAL).constraint_set() is None
 
 
 # --------------------------------------------------------------------------- constraints
@@ -496,13 +497,25 @@ def test_constraint_parse_and_str_round_trip() -> None:
             Constraint.parse(bad)  # type: ignore[arg-type]
 
 
-def test_constraints_func_reads_values_and_user_attrs() -> None:
-    trial = optuna.trial.create_trial(values=[0.8, 0.3], user_attrs={"spike_rate": 0.4})
-    f = constraints_func([Constraint.parse("clean_acc >= 0.9"),
-                          Constraint.parse("spike_rate <= 0.25")], ["clean_acc", "robust_acc"])
-    assert f(trial) == pytest.approx([0.1, 0.15])
-    spec = SweepSpec.from_dict(spec_with(constraints=["robust_acc >= 0.2"]))
-    assert spec.violations({"robust_acc": 0.1}) == pytest.approx([0.1])
+def test_the_one_constraint_evaluator() -> None:
+    """tune.objectives.Constraints: what sweeps use, both as Trial.set_constraint values and
+    as a sampler's constraints_func; a strict operator is strict."""
+    both = Constraints.parse(["clean_acc >= 0.9", "spike_rate <= 0.25"])
+    trial = optuna.trial.create_trial(values=[0.8, 0.3], user_attrs={
+        RESULT_ATTR: {"clean_acc": 0.8, "spike_rate": 0.3}, "spike_rate": 0.4})
+    assert both(trial) == pytest.approx([0.1, 0.15])        # top-level attrs win
+    # a pruned trial has only the per-epoch stand-ins; nothing at all is infeasible
+    assert both.evaluate({"val_clean_acc": 0.95}) == pytest.approx(
+        {"clean_acc >= 0.9": -0.05, "spike_rate <= 0.25": math.inf})
+    strict = Constraints.parse(["clean_acc > 0.9", "spike_rate < 0.2"])
+    at_bound = strict.evaluate({"clean_acc": 0.9, "spike_rate": 0.2})
+    assert all(v > 0 for v in at_bound.values())            # > is not >=
+    assert all(v <= 0 for v in strict.evaluate({"clean_acc": 0.91,
+                                                "spike_rate": 0.19}).values())
+    spec = SweepSpec.from_dict(spec_with(constraints=["robust_acc > 0.2"]))
+    assert spec.constraint_set().evaluate({"robust_acc": 0.2})["robust_acc > 0.2"] > 0
+    with pytest.raises(ValueError, match="Constraints"):
+        Constraints(())
 
 
 def test_metric_and_direction_names() -> None:

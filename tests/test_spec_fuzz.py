@@ -36,8 +36,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tgo.cli import main
-from tune.constraints import Constraint
+from tune.cli import main
+from tune.objectives import Constraint
 from tune.spec import SweepSpec, SpecError
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "digits-quick.yaml"

@@ -134,7 +134,7 @@ def test_unreachable_mlflow_fails_before_any_trial(tmp_path, ray_local):
 def test_an_address_where_nothing_listens_fails_at_once(tmp_path, capsys):
     import time
 
-    from tgo.cli import main
+    from tune.cli import main
     spec = _spec(tmp_path, name="noray")
     path = tmp_path / "noray.yaml"
     path.write_text(yaml.safe_dump(spec.model_dump(mode="json")))

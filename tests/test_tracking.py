@@ -328,7 +328,7 @@ def test_front_models_of_real_spiking_classifiers_after_a_resume(store, tmp_path
 
     from tgo import checkpoint
     from tgo.neurons import noise
-    from tune.mlflow_callback import MlflowSweepCallback
+    from tune.tracking.callback import MlflowSweepCallback
 
     model_a, config_a = _real_checkpoint(tmp_path / "a", 0, margin_weight=0.3)
     model_b, config_b = _real_checkpoint(tmp_path / "b", 1, margin_weight=0.6)
@@ -546,7 +546,7 @@ def test_callback_drives_a_real_tuner(store, tmp_path, monkeypatch):
     import ray
     from ray import tune as raytune
 
-    from tune.mlflow_callback import MlflowSweepCallback
+    from tune.tracking.callback import MlflowSweepCallback
 
     class CaseRecorder(raytune.Callback):  # trial id -> case, for the pruned lookup
         cases: dict = {}
@@ -613,9 +613,9 @@ def test_callback_drives_a_real_tuner(store, tmp_path, monkeypatch):
 def test_docstring_examples():
     import doctest
 
-    import tune.front_models
-    import tune.mlflow_callback
-    import tune.tracking
+    import tune.tracking.front_models
+    import tune.tracking.callback
+    import tune.tracking.tracker
 
-    for module in (tune.tracking, tune.front_models, tune.mlflow_callback):
+    for module in (tune.tracking.tracker, tune.tracking.front_models, tune.tracking.callback):
         assert doctest.testmod(module).failed == 0, module.__name__

@@ -100,11 +100,11 @@ def test_divergence_is_reported_not_silently_trained_on():
         fit(TrainConfig(**{**FAST, "epochs": 2}), poison)
 
 
-def test_tgo_imports_without_ray_or_mlflow():
+def test_tgo_imports_without_ray_mlflow_or_the_sweep_layer():
     code = ("import sys\n"
             "class Block:\n"
             "    def find_spec(self, name, path=None, target=None):\n"
-            "        if name.split('.')[0] in ('ray', 'mlflow', 'optuna'):\n"
+            "        if name.split('.')[0] in ('ray', 'mlflow', 'optuna', 'tune'):\n"
             "            raise ImportError('blocked ' + name)\n"
             "sys.meta_path.insert(0, Block())\n"
             "import tgo.train, tgo.evaluate, tgo.attacks, tgo.final_eval, tgo.cli\n"

@@ -83,7 +83,7 @@ def test_resume_cli_refuses_another_ray_before_touching_anything(tmp_path):
     (experiment / "sweep_spec.yaml").write_text(yaml.safe_dump(spec))
     (experiment / "tuner.pkl").write_bytes(b"state Ray would unpickle")
     before = {p.name: p.stat().st_mtime_ns for p in experiment.iterdir()}
-    done = subprocess.run([sys.executable, "-m", "tgo.cli", "sweep", "resume", str(experiment)],
+    done = subprocess.run([sys.executable, "-m", "tune.cli", "sweep", "resume", str(experiment)],
                           capture_output=True, text=True, cwd=tmp_path, timeout=120,
                           env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})
     assert done.returncode == 2, done.stdout + done.stderr

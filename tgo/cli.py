@@ -1,5 +1,6 @@
-"""The ``tgo`` command line: ``tgo train``, ``tgo evaluate`` and, when the ``tune`` package
-is importable, ``tgo sweep ...`` and ``tgo pareto``.
+"""The library's commands, ``tgo train`` and ``tgo evaluate``: the ``tgo`` command without
+its sweep layer. The ``tgo`` console script (:func:`tune.cli.main`) adds ``tgo sweep ...``,
+``tgo pareto``, ``tgo pick``, ``tgo submit`` and ``tgo jobs`` to this parser.
 
 Usage:
     tgo train --dataset digits --margin-weight 0 --noise-scale 0 --out out/plain
@@ -20,9 +21,10 @@ import sys
 import time
 import typing
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from tgo.config import Attack, TrainConfig
+from tgo.errors import TgoError
 
 __all__ = ["main"]
 
@@ -198,7 +200,9 @@ def _cmd_evaluate(ns: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(extend: Callable[[argparse._SubParsersAction], None] | None = None
+                 ) -> argparse.ArgumentParser:
+    """The ``tgo`` parser; ``extend(subparsers)`` adds more commands (the sweep layer's)."""
     parser = argparse.ArgumentParser(prog="tgo", description="Train, evaluate and sweep TGO "
                                      "spiking neural networks.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -230,28 +234,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval_arguments(evaluate)
     evaluate.set_defaults(func=_cmd_evaluate)
 
-    try:
-        from tune.cli import add_subcommands
-    except ImportError:  # tgo works without the sweep layer (Ray, Optuna, MLflow)
-        pass
-    else:
-        add_subcommands(sub)
+    if extend is not None:
+        extend(sub)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+def main(argv: Sequence[str] | None = None,
+         extend: Callable[[argparse._SubParsersAction], None] | None = None) -> int:
+    """Run one command; an error prints ``error: <message>`` and exits with its code."""
+    parser = build_parser(extend)
     ns = parser.parse_args(argv)
     try:
         return int(ns.func(ns) or 0)
+    except TgoError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except RuntimeError as err:
-        if type(err).__name__ != "TrackingUnavailable":  # tune.tracking's; tgo needs no tune
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader
 
 from tgo import allocator, checkpoint, data
 from tgo.attacks import make_attack
+from tgo.errors import TgoError
 from tgo.config import Optimizer, Regime, TrainConfig
 from tgo.diagnostics import firing_rate, near_threshold_fraction
 from tgo.evaluate import robustness
@@ -38,7 +39,7 @@ __all__ = ["FitResult", "accuracy", "TrainState", "TrainingDiverged", "fit", "lo
            "resolve_device"]
 
 
-class TrainingDiverged(FloatingPointError):
+class TrainingDiverged(TgoError, FloatingPointError):
     """The loss became NaN or infinite."""
 
 

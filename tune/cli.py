@@ -124,7 +124,7 @@ def _cmd_sweep_resume(ns: argparse.Namespace) -> int:
 
 
 def _cmd_sweep_sync(ns: argparse.Namespace) -> int:
-    from tune.sync import sync_sweep
+    from tune.tracking.sync import sync_sweep
 
     _console_log()
     print(sync_sweep(ns.path))
@@ -132,7 +132,7 @@ def _cmd_sweep_sync(ns: argparse.Namespace) -> int:
 
 
 def _cmd_pareto(ns: argparse.Namespace) -> int:
-    from tune.browse import load_front
+    from tune.tracking.reader import load_front
 
     front, objectives, params = load_front(ns.sweep, tracking_uri=ns.tracking_uri,
                                            experiment=ns.experiment)
@@ -391,3 +391,15 @@ def _add_pick_command(sub: argparse._SubParsersAction) -> None:
                       help="MLflow tracking URI (default: the spec's, or sqlite:///./mlflow.db)")
     pick.add_argument("--experiment", default=None, help="MLflow experiment (default: sweep name)")
     pick.set_defaults(func=_cmd_pick)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The ``tgo`` console script: the library's commands (:mod:`tgo.cli`) and the sweep
+    layer's."""
+    from tgo import cli as library_cli
+
+    return library_cli.main(argv, extend=add_subcommands)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

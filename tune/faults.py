@@ -29,13 +29,15 @@ from typing import Any, Mapping
 
 import torch
 
+from tgo.errors import TgoError
+
 __all__ = ["InjectedFault", "VARIABLE", "fault_for", "inject"]
 
 VARIABLE = "TGO_FAULT_INJECTION"
 _KINDS = ("nan", "raise")
 
 
-class InjectedFault(RuntimeError):
+class InjectedFault(TgoError, RuntimeError):
     """The fault ``TGO_FAULT_INJECTION`` asked for."""
 
 

@@ -1,6 +1,6 @@
 """Run sweeps on a Ray cluster as Ray Jobs: ``tgo submit`` and ``tgo jobs``.
 
-A submitted sweep is ``python -m tgo.cli sweep run <spec>`` (what ``tgo sweep run`` runs)
+A submitted sweep is ``python -m tune.cli sweep run <spec>`` (what ``tgo sweep run`` runs)
 started by the cluster's job server through :class:`ray.job_submission.JobSubmissionClient`.
 The job's ``runtime_env`` ships the project: ``working_dir`` is the repository root minus
 :data:`EXCLUDES` (git history, virtualenvs, data sets, run outputs, MLflow stores,
@@ -51,6 +51,8 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
+from tgo.errors import TgoError
+
 __all__ = [
     "DEFAULT_ADDRESS",
     "EXCLUDES",
@@ -85,7 +87,7 @@ _DEFAULT_TOKEN_FILE = Path("~/.ray/auth_token")
 _TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 
 
-class JobError(ValueError):
+class JobError(TgoError, ValueError):
     """A Ray Job request that cannot be done as asked (address, job id, cluster answer)."""
 
 
@@ -457,10 +459,10 @@ def sweep_entrypoint(spec_file: str, parent_run_id: str, python: str = "python")
         >>> for part in sweep_entrypoint(".s.yaml", "abc").split(" && "):
         ...     print(part)
         printenv TGO_SWEEP_SPEC > .s.yaml
-        python -m tgo.cli sweep run .s.yaml --address auto --parent-run-id abc
+        python -m tune.cli sweep run .s.yaml --address auto --parent-run-id abc
     """
     q = shlex.quote
-    return (f"printenv {SPEC_ENV} > {q(spec_file)} && {python} -m tgo.cli sweep run "
+    return (f"printenv {SPEC_ENV} > {q(spec_file)} && {python} -m tune.cli sweep run "
             f"{q(spec_file)} --address auto --parent-run-id {q(parent_run_id)}")
 
 
@@ -528,7 +530,7 @@ def submit_sweep(spec_path: str | os.PathLike, *, address: str | None = None,
     """
     import yaml
 
-    from tune.runner import artifact_location, objectives_of
+    from tune.tracking import artifact_location, objectives_of
     from tune.spec import load_spec
     from tune.tracking import SweepTracker
 

@@ -22,14 +22,13 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import enum
 import math
 from typing import Any, Mapping, Sequence
 
 from tgo.config import as_enum
+from tune.objectives import Direction
 
 __all__ = [
-    "Direction",
     "Objective",
     "crowding_distance",
     "dominates",
@@ -40,13 +39,6 @@ __all__ = [
 ]
 
 Point = Sequence[Any] | Mapping[str, Any]
-
-
-class Direction(str, enum.Enum):
-    """Whether an objective is maximised or minimised (compares equal to ``"max"``/``"min"``)."""
-
-    MAX = "max"
-    MIN = "min"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,7 +63,7 @@ class Objective:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"Objective.name: expected a non-empty string, got {self.name!r}")
-        # A str-valued enum (e.g. tune.constraints.Metric) prints as "Metric.X": keep its value.
+        # A str-valued enum (e.g. tune.objectives.Metric) prints as "Metric.X": keep its value.
         object.__setattr__(self, "name", str(getattr(self.name, "value", self.name)))
         direction = as_enum(Direction, self.direction, "Objective.direction")
         object.__setattr__(self, "direction", direction)

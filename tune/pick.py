@@ -43,8 +43,9 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from tgo.config import TrainConfig, as_enum
-from tune.constraints import Metric
-from tune.pareto import Direction, Objective
+from tune.objectives import Metric
+from tune.objectives import Direction
+from tune.pareto import Objective
 
 __all__ = [
     "DEPLOY_ALIAS",
@@ -197,14 +198,14 @@ def load_front_members(sweep: str, *, tracking_uri: str | None = None,
     """The front (children tagged ``pareto=true``) of the newest sweep called ``sweep``.
 
     ``sweep`` is a sweep name, a spec file or a Ray results folder (see
-    :func:`tune.browse.resolve_sweep`).
+    :func:`tune.tracking.reader.resolve_sweep`).
 
     Raises:
         ValueError: no such experiment or sweep.
     """
     from mlflow import MlflowClient
 
-    from tune.browse import find_parent_run, resolve_sweep
+    from tune.tracking.reader import find_parent_run, resolve_sweep
 
     name, uri, exp, _ = resolve_sweep(sweep, tracking_uri, experiment)
     client = MlflowClient(tracking_uri=uri)
@@ -444,7 +445,7 @@ def load_model(model_uri: str, tracking_uri: str, *, allow_pickle: bool = False)
     import mlflow.artifacts
 
     from tgo.checkpoint import load_model as load_checkpoint
-    from tune.front_models import SAFE_CHECKPOINT
+    from tune.tracking.front_models import SAFE_CHECKPOINT
 
     with tempfile.TemporaryDirectory(prefix="tgo-model-") as tmp, _global_store(tracking_uri):
         local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp,

@@ -34,7 +34,8 @@ import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from tune.pareto import Direction, Objective, non_dominated_sort, pareto_ranks
+from tune.objectives import Direction
+from tune.pareto import Objective, non_dominated_sort, pareto_ranks
 
 __all__ = ["pareto_figure", "pareto_html", "pareto_png"]
 

@@ -6,8 +6,8 @@ that MLflow answers, and then runs a ``raytune.Tuner`` whose
 * trainable is :func:`tune.trainable.run_trial` (``tgo.train.fit`` + final evaluation);
 * searcher is :class:`tune.search.PruneAwareOptunaSearch` with the spec's multi-objective
   sampler and constraints;
-* scheduler is :class:`tune.pruning.OptunaPruningScheduler` with the spec's pruner;
-* callbacks log every trial to MLflow (:class:`tune.mlflow_callback.MlflowSweepCallback`)
+* scheduler is :class:`tune.search.OptunaPruningScheduler` with the spec's pruner;
+* callbacks log every trial to MLflow (:class:`tune.tracking.callback.MlflowSweepCallback`)
   and print one line per finished trial.
 
 The spec is saved next to Ray's results (``<storage_path>/<name>/sweep_spec.yaml``), so
@@ -25,18 +25,18 @@ from typing import Any
 
 import yaml
 
+from tgo.errors import TgoError
 from tune import versions
 from tune.pareto import Objective, hypervolume, pareto_front
-from tune.spec import SweepSpec, load_spec
+from tune.spec import SPEC_FILE, SweepSpec, load_spec
+from tune.tracking import artifact_location, make_tracker, objectives_of
 
-__all__ = ["SweepOutcome", "check_cluster_resources", "make_tracker", "resume_sweep",
-           "run_sweep"]
+__all__ = ["SweepOutcome", "check_cluster_resources", "resume_sweep", "run_sweep"]
 
-SPEC_FILE = "sweep_spec.yaml"
 _log = logging.getLogger(__name__)
 
 
-class ClusterTooSmall(ValueError):
+class ClusterTooSmall(TgoError, ValueError):
     """The spec asks for more resources per trial than any node of the cluster has."""
 
 
@@ -61,10 +61,6 @@ class SweepOutcome:
     mlflow_s: float = 0.0
 
 
-def objectives_of(spec: SweepSpec) -> list[Objective]:
-    return [Objective(name, direction.value) for name, direction in spec.objectives.items()]
-
-
 def check_cluster_resources(spec: SweepSpec) -> None:
     """Fail at once when no node can ever hold one trial (Ray would wait forever)."""
     import ray
@@ -82,15 +78,6 @@ def check_cluster_resources(spec: SweepSpec) -> None:
                 f"largest node of the Ray cluster has {best:g} ({total:g} in all over "
                 f"{len(nodes)} node(s)). Lower resources.{kind.lower()} in the spec or add "
                 f"nodes with {kind}s; Ray itself would wait forever.")
-
-
-def artifact_location(tracking_uri: str) -> str | None:
-    """Artifacts of a local SQLite store go beside the database (``mlartifacts/``), never
-    into ``./mlruns``, whose mere presence switches MLflow's default to the old file store."""
-    if tracking_uri.startswith("sqlite:///"):
-        db = Path(tracking_uri[len("sqlite:///"):])
-        return (db.parent / "mlartifacts").resolve().as_uri()
-    return None
 
 
 def _check_address(address: str, timeout_s: float = 5.0) -> None:
@@ -145,7 +132,7 @@ def _save_spec(spec: SweepSpec, experiment_path: Path) -> None:
 def _build_tuner(spec: SweepSpec, callbacks: list):
     from ray import tune as raytune
 
-    from tune.presets import make_scheduler, make_searcher
+    from tune.search import make_scheduler, make_searcher
     from tune.trainable import make_trainable
 
     scheduler = make_scheduler(spec)
@@ -172,41 +159,20 @@ def pruned_info(trial_id: str):
     return None if scheduler is None else scheduler.pruned.get(trial_id)
 
 
-#: MLflow's HTTP client retries a refused connection 7 times with exponential back-off
-#: (minutes) by default; the sweep driver would stall on every write of an outage. These
-#: defaults apply unless the user set the variables; the callback keeps what it could not
-#: write and retries on its own schedule.
-MLFLOW_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
-                       "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-                       "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
-
-
 def _driver_env_defaults() -> None:
-    for name, value in MLFLOW_HTTP_DEFAULTS.items():
-        os.environ.setdefault(name, value)
     # Ray Tune snapshots the sweep's state every 10 s or more by default; a trial that
     # ends between a snapshot and a dead driver runs again on resume. Sweep states are
     # small: every 2 s narrows that window (unless the user set it).
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
 
 
-def make_tracker(spec: SweepSpec, parent_run_id: str | None = None):
-    """The :class:`tune.tracking.SweepTracker` of ``spec`` (not started)."""
-    from tune.tracking import SweepTracker
-
-    _driver_env_defaults()
-    return SweepTracker(spec.mlflow.tracking_uri, spec.mlflow.experiment, spec.name,
-                        spec.hash(), spec.model_dump(mode="json"),
-                        objectives=objectives_of(spec), parent_run_id=parent_run_id,
-                        artifact_location=artifact_location(spec.mlflow.tracking_uri))
-
-
 def _callbacks(spec: SweepSpec, experiment_path: Path,
                parent_run_id: str | None = None) -> list:
     from tgo.checkpoint import load_model
-    from tune.mlflow_callback import MlflowSweepCallback
+    from tune.tracking.callback import MlflowSweepCallback
     from tune.progress import ProgressCallback
 
+    _driver_env_defaults()
     tracker = make_tracker(spec, parent_run_id)
     return [MlflowSweepCallback(tracker, pruned_lookup=pruned_info, load_model=load_model,
                                 experiment_path=experiment_path),
@@ -315,7 +281,7 @@ def _keep_parent_run(callbacks: list, experiment_path: Path) -> None:
     """Point the restored tracker at the parent run the sweep logged to (journal's
     ``mlflow_sweep.json``): a tracker pickled before its first start knows none, and would
     open a new parent once the old one is FINISHED (a resumed sweep that had ended)."""
-    from tune import journal
+    from tune.tracking import journal
 
     parent = (journal.read_sweep_info(experiment_path) or {}).get("parent_run_id")
     tracker = next(c.tracker for c in callbacks if hasattr(c, "tracker"))

@@ -34,11 +34,15 @@ import yaml
 from pydantic import (BaseModel, ConfigDict, Field, Strict, StringConstraints,
                       ValidationError, field_validator, model_validator)
 
+from tgo.errors import TgoError
 from tgo.config import Attack, Dataset, ModelName, Regime, TrainConfig
-from tune.constraints import Constraint, Direction, Metric, constraints_func
+from tune.objectives import Constraint, Constraints, Direction, Metric
+
+#: The spec as a sweep saved it beside its Ray results (``<storage_path>/<name>/``).
+SPEC_FILE = "sweep_spec.yaml"
 
 __all__ = [
-    "SAMPLERS",
+    "SPEC_FILE",
     "SEARCHABLE",
     "Choice",
     "EvaluationSpec",
@@ -54,7 +58,6 @@ __all__ = [
     "SweepSpec",
     "Uniform",
     "load_spec",
-    "make_sampler",
 ]
 
 #: TrainConfig fields a spec may search over (every other field is fixed).
@@ -70,7 +73,7 @@ Int = Annotated[int, Strict()]  # an integer, not a bool, float or string
 Num = Annotated[float, Strict()]  # an int or float, not a bool or string
 
 
-class SpecError(ValueError):
+class SpecError(TgoError, ValueError):
     """An invalid sweep spec. ``problems`` holds one ``field.path: what was expected, got
     what`` line per problem; ``source`` is the file it came from, when there was one."""
 
@@ -779,15 +782,10 @@ class SweepSpec(_Frozen):
         """The search space as ``{field: optuna.distributions.BaseDistribution}``."""
         return {name: dist.to_optuna() for name, dist in self.space.items()}
 
-    def violations(self, metrics: Mapping[str, Any]) -> list[float]:
-        """One Optuna-convention violation per constraint (<= 0 feasible)."""
-        return [c.violation(metrics) for c in self.constraints]
-
-    def constraints_func(self) -> Callable[[Any], list[float]] | None:
-        """An Optuna ``constraints_func`` for these constraints, or None when there are none."""
-        if not self.constraints:
-            return None
-        return constraints_func(self.constraints, self.objective_names)
+    def constraint_set(self) -> Constraints | None:
+        """The constraints as their one evaluator (also an Optuna ``constraints_func``), or
+        None when there are none."""
+        return Constraints(tuple(self.constraints)) if self.constraints else None
 
     def _canonical(self) -> dict[str, Any]:
         data = self.model_dump(mode="json", exclude={"storage_path": True,
@@ -834,47 +832,6 @@ def _split_config_error(exc: Exception) -> tuple[str | None, str]:
     if sep and field in _TRAIN_FIELDS:
         return field, text
     return None, str(exc)
-
-
-# --------------------------------------------------------------------------- samplers
-
-
-def _nsga2(spec: SweepSpec, constraints: Callable | None) -> Any:
-    from optuna.samplers import NSGAIISampler
-    return NSGAIISampler(population_size=spec.population_size, seed=spec.sampler.seed,
-                         constraints_func=constraints)
-
-
-def _tpe(spec: SweepSpec, constraints: Callable | None) -> Any:
-    from optuna.samplers import TPESampler
-    return TPESampler(seed=spec.sampler.seed, multivariate=True, constraints_func=constraints)
-
-
-def _random(spec: SweepSpec, constraints: Callable | None) -> Any:
-    from optuna.samplers import RandomSampler
-    return RandomSampler(seed=spec.sampler.seed)  # takes no constraints
-
-
-#: Named sampler presets: ``SAMPLERS[name](spec, constraints_func) -> optuna sampler``.
-SAMPLERS: dict[SamplerName, Callable[[SweepSpec, Callable | None], Any]] = {
-    SamplerName.NSGA2: _nsga2,
-    SamplerName.TPE: _tpe,
-    SamplerName.RANDOM: _random,
-}
-
-
-def make_sampler(spec: SweepSpec, constraints_func: Callable | None = None) -> Any:
-    """The spec's Optuna sampler, seeded, with ``constraints_func`` where it is supported.
-
-    Optuna 5 deprecates ``constraints_func`` (a FutureWarning) in favour of
-    ``trial.set_constraint``; its samplers read ``trial.constraints`` either way, so
-    pass None here when the caller sets constraints on the trials itself.
-
-    Example:
-        >>> make_sampler(load_spec("examples/digits-quick.yaml")).__class__.__name__
-        'NSGAIISampler'
-    """
-    return SAMPLERS[spec.sampler.type](spec, constraints_func)
 
 
 # --------------------------------------------------------------------------- YAML

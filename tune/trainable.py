@@ -24,7 +24,8 @@ from ray import tune as raytune
 from tgo.checkpoint import CHECKPOINT_FILE
 from tgo.final_eval import EvalSettings, final_evaluation
 from tgo.train import TrainState, fit, load_resume_state
-from tune import faults, journal
+from tune import faults
+from tune.tracking import journal
 from tune.spec import SweepSpec
 
 __all__ = ["CONFIG_KEY", "NODE_KEY", "make_trainable", "run_trial"]

@@ -12,7 +12,7 @@ ray        ``tuner.pkl``, the experiment state and trial records:       refused
            Ray restores them only under the release that wrote them
 tgo-sweep  the searcher and pruner formats, the trainable               refused
 optuna     the search state, saved as plain trial records and rebuilt   resumes
-           with the spec's sampler (``tune._study_records``)
+           with the spec's sampler (``tune.search._study_records``)
 torch      checkpoints: tensors and plain data (``weights_only=True``)  resumes
 mlflow     nothing on disk: the tracking server or SQLite store keeps   resumes
            its own schema (MLflow migrates or refuses it itself)
@@ -31,6 +31,8 @@ import os
 from importlib import metadata
 from pathlib import Path
 
+from tgo.errors import TgoError
+
 __all__ = ["MUST_MATCH", "PACKAGES", "VERSIONS_FILE", "VersionMismatch", "check_resumable",
            "installed", "tags", "write"]
 
@@ -43,7 +45,7 @@ _TAG = "tgo.version."
 _log = logging.getLogger(__name__)
 
 
-class VersionMismatch(ValueError):
+class VersionMismatch(TgoError, ValueError):
     """A sweep was saved under versions that the installed packages cannot resume."""
 
 

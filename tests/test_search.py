@@ -23,9 +23,10 @@ from ray import tune as raytune
 from ray.tune.experiment import Trial
 from ray.tune.search.optuna import OptunaSearch
 
-from tune.mo_asha import MO_VALUES_ATTR, MOASHAPruner, decision_key, select_survivors
-from tune.pruning import OptunaPruningScheduler, PruneInfo
-from tune.search import RESULT_ATTR, PruneAwareOptunaSearch, ResultConstraints
+from tune.objectives import RESULT_ATTR, Constraints
+from tune.search import PruneAwareOptunaSearch
+from tune.search.mo_asha import MO_VALUES_ATTR, MOASHAPruner, decision_key, select_survivors
+from tune.search.scheduler import OptunaPruningScheduler, PruneInfo
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -281,16 +282,16 @@ def test_load_state_dict_rejects_other_metrics():
 # ----------------------------------------------------------------------------- searcher unit
 
 
-def test_result_constraints_values():
-    c = ResultConstraints(upper={"spike_rate": 0.2}, lower={"clean_acc": 0.5})
+def test_constraints_values():
+    c = Constraints.parse(["spike_rate <= 0.2", "clean_acc >= 0.5"])
     assert c.evaluate({"spike_rate": 0.3, "clean_acc": 0.9}) == pytest.approx(
-        {"upper:spike_rate": 0.1, "lower:clean_acc": -0.4})
+        {"spike_rate <= 0.2": 0.1, "clean_acc >= 0.5": -0.4})
     # A pruned trial only has the per-epoch stand-ins; nothing at all -> infeasible.
     assert c.evaluate({"val_spike_rate": 0.1, "val_clean_acc": 0.4}) == pytest.approx(
-        {"upper:spike_rate": -0.1, "lower:clean_acc": 0.1})
-    assert c.evaluate({}) == {"upper:spike_rate": math.inf, "lower:clean_acc": math.inf}
-    with pytest.raises(ValueError, match="upper"):
-        ResultConstraints(upper={"spike_rate": math.nan})
+        {"spike_rate <= 0.2": -0.1, "clean_acc >= 0.5": 0.1})
+    assert c.evaluate({}) == {"spike_rate <= 0.2": math.inf, "clean_acc >= 0.5": math.inf}
+    with pytest.raises(ValueError, match="expected"):
+        Constraints.parse(["spike_rate <= nan"])
 
 
 def test_searcher_verdicts_without_ray():
@@ -298,7 +299,7 @@ def test_searcher_verdicts_without_ray():
     sched = _mo_scheduler(min_trials_at_rung=2)
     search = PruneAwareOptunaSearch(space, metric=["clean_acc", "spike_rate"],
                                     mode=["max", "min"], scheduler=sched,
-                                    constraints=ResultConstraints(upper={"spike_rate": 0.5}))
+                                    constraints=Constraints.parse(["spike_rate <= 0.5"]))
     assert search.metric is None and search.objectives == ["clean_acc", "spike_rate"]
     for tid in ("done", "pruned", "nan", "early", "error"):
         search.suggest(tid)
@@ -315,21 +316,15 @@ def test_searcher_verdicts_without_ray():
         "done": TrialState.COMPLETE, "pruned": TrialState.PRUNED, "nan": TrialState.FAIL,
         "early": TrialState.FAIL, "error": TrialState.FAIL}
     assert by_id["done"].values == [0.9, 0.1]
-    assert by_id["done"].constraints == pytest.approx({"upper:spike_rate": -0.4})
-    assert by_id["pruned"].constraints == pytest.approx({"upper:spike_rate": 0.4})
+    assert by_id["done"].constraints == pytest.approx({"spike_rate <= 0.5": -0.4})
+    assert by_id["pruned"].constraints == pytest.approx({"spike_rate <= 0.5": 0.4})
     assert by_id["pruned"].user_attrs[RESULT_ATTR]["val_spike_rate"] == 0.9
     assert [t.number for t in search.study.best_trials] == [by_id["done"].number]
 
 
-@pytest.mark.parametrize("which", ["ResultConstraints", "tune.constraints"])
-def test_legacy_constraints_func_sees_the_final_result(which):
+def test_legacy_constraints_func_sees_the_final_result():
     # Optuna calls a sampler's constraints_func inside tell, before the values are stored.
-    if which == "ResultConstraints":
-        func = ResultConstraints(upper={"spike_rate": 0.2})
-    else:
-        constraints = pytest.importorskip("tune.constraints")
-        func = constraints.constraints_func([constraints.Constraint.parse("spike_rate <= 0.2")],
-                                            ["clean_acc", "robust_acc"])
+    func = Constraints.parse(["spike_rate <= 0.2"])
     space = {"q": optuna.distributions.FloatDistribution(0, 1)}
     with pytest.warns(FutureWarning, match="constraints_func"):
         sampler = optuna.samplers.NSGAIISampler(seed=0, constraints_func=func)

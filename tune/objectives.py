@@ -1,10 +1,12 @@
-"""Objective metrics, their directions, and outcome constraints such as ``"clean_acc >= 0.9"``.
+"""What a sweep optimises: the objective metrics, their directions, outcome constraints.
 
-A sweep spec names its objectives with :class:`Metric` and :class:`Direction`, and may
-restrict the Pareto front with constraints written as plain strings. Each string becomes a
-frozen :class:`Constraint` whose :meth:`Constraint.violation` follows Optuna's convention:
-a value ``<= 0`` is feasible, a value ``> 0`` is infeasible by that amount (in the metric's
-own units, e.g. accuracy as a fraction in [0, 1]).
+The one home of these names: :class:`Metric` (the four final-evaluation metrics, listed in
+:data:`OBJECTIVE_NAMES`), :class:`Direction`, and constraints written as plain strings such
+as ``"clean_acc >= 0.9"``. Each string becomes a frozen :class:`Constraint` whose
+:meth:`Constraint.violation` follows Optuna's convention: a value ``<= 0`` is feasible, a
+value ``> 0`` is infeasible by that amount (in the metric's own units, e.g. accuracy as a
+fraction in [0, 1]); a strict ``>`` or ``<`` is violated at equality. :class:`Constraints`
+is the one evaluator of a spec's constraints, used by the searcher and by samplers.
 
 Example:
     >>> c = Constraint.parse("clean_acc >= 0.9")
@@ -14,25 +16,28 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import math
 import re
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
 __all__ = [
     "CONSTRAINT_FORM",
     "Constraint",
+    "Constraints",
     "Direction",
     "Metric",
+    "OBJECTIVE_NAMES",
     "Op",
-    "constraints_func",
+    "RESULT_ATTR",
 ]
 
 
 class Direction(str, enum.Enum):
-    """Whether an objective is maximised or minimised."""
+    """Whether an objective is maximised or minimised (compares equal to ``"max"``/``"min"``)."""
 
     MAX = "max"
     MIN = "min"
@@ -62,6 +67,10 @@ class Metric(str, enum.Enum):
     def val_key(self) -> str:
         """The per-epoch validation metric that stands for this objective (``val_<name>``)."""
         return f"val_{self.value}"
+
+
+#: The metric names, in the order of docs/CONTRACTS.md.
+OBJECTIVE_NAMES: tuple[str, ...] = tuple(m.value for m in Metric)
 
 
 class Op(str, enum.Enum):
@@ -147,32 +156,49 @@ class Constraint(BaseModel):
         return self.violation(metrics) <= 0
 
 
-def constraints_func(
-    constraints: Sequence[Constraint], objective_names: Sequence[str]
-) -> Callable[[Any], list[float]]:
-    """Build an Optuna ``constraints_func(FrozenTrial) -> list[float]``.
+#: Optuna user attribute holding the numeric entries of a trial's last Tune result (set by
+#: :class:`tune.search.PruneAwareOptunaSearch` before it tells the trial).
+RESULT_ATTR = "tune_result"
 
-    The metrics of a trial are its ``user_attrs`` overlaid with its objective values
-    (``trial.values`` in the order of ``objective_names``) when those are stored. Optuna
-    calls this function inside ``study.tell`` *before* it stores the values, so whoever
-    tells a trial must first ``trial.set_user_attr(metric, value)`` for every constrained
-    metric; a metric found nowhere counts as infinitely infeasible.
+
+@dataclasses.dataclass(frozen=True)
+class Constraints:
+    """The one evaluator of a sweep's constraints, on a trial's final (or last) result.
+
+    :meth:`evaluate` names each constraint by its text; a metric missing from the result
+    is read from its per-epoch stand-in ``val_<metric>`` (a pruned trial), and missing
+    there too it is infinitely infeasible. Called on an Optuna trial, it is a picklable
+    ``constraints_func`` (Optuna's older, deprecated form) that reads the result the
+    searcher stored as the :data:`RESULT_ATTR` user attribute, overlaid by the trial's
+    top-level user attributes.
 
     Example:
-        >>> import optuna
-        >>> t = optuna.trial.create_trial(values=[0.8, 0.3], user_attrs={"spike_rate": 0.1})
-        >>> c = Constraint.parse("clean_acc >= 0.9")
-        >>> f = constraints_func([c], ["clean_acc", "robust_acc"])
-        >>> [round(v, 6) for v in f(t)]
-        [0.1]
+        >>> c = Constraints.parse(["clean_acc >= 0.5", "spike_rate < 0.2"])
+        >>> c.evaluate({"clean_acc": 0.9, "val_spike_rate": 0.2})
+        {'clean_acc >= 0.5': -0.4, 'spike_rate < 0.2': 5e-324}
     """
-    fixed = tuple(constraints)
-    names = tuple(objective_names)
 
-    def _violations(trial: Any) -> list[float]:
-        metrics = dict(trial.user_attrs)
-        if trial.values is not None:
-            metrics.update(zip(names, trial.values))
-        return [c.violation(metrics) for c in fixed]
+    items: tuple[Constraint, ...]
 
-    return _violations
+    def __post_init__(self) -> None:
+        if not self.items or not all(isinstance(c, Constraint) for c in self.items):
+            raise ValueError(f"Constraints: expected one Constraint or more, got {self.items!r}")
+
+    @classmethod
+    def parse(cls, texts: Sequence[str | Constraint]) -> "Constraints":
+        return cls(tuple(t if isinstance(t, Constraint) else Constraint.parse(t)
+                         for t in texts))
+
+    def evaluate(self, result: Mapping[str, Any]) -> dict[str, float]:
+        """Constraint text -> violation (``<= 0`` feasible) for one result."""
+        out = {}
+        for c in self.items:
+            name = c.metric.value
+            metrics = result if name in result else {name: result.get(c.metric.val_key)}
+            out[str(c)] = c.violation(metrics)
+        return out
+
+    def __call__(self, trial: Any) -> list[float]:
+        metrics = dict(trial.user_attrs.get(RESULT_ATTR) or {})
+        metrics.update({k: v for k, v in trial.user_attrs.items() if k != RESULT_ATTR})
+        return list(self.evaluate(metrics).values())

@@ -1,4 +1,4 @@
-"""The outage journal (tune.journal) and its replay (tune.mlflow_ops.replay) on a real
+"""The outage journal (tune.tracking.journal) and its replay (tune.tracking.ops.replay) on a real
 MLflow SQLite store: kept writes round-trip, and replaying them twice logs nothing twice.
 The end-to-end outage (a real `mlflow server` stopped mid-sweep) is in test_reliability."""
 
@@ -8,8 +8,9 @@ import math
 import pytest
 from mlflow import MlflowClient
 
-from tune import faults, journal
-from tune.mlflow_ops import replay
+from tune import faults
+from tune.tracking import journal
+from tune.tracking.ops import replay
 from tune.pareto import Objective
 from tune.tracking import SweepTracker
 

@@ -43,8 +43,8 @@ from ray import tune as raytune
 from ray.tune.experiment import Trial
 
 from tgo.config import as_enum
-from tune.mo_asha import MO_VALUES_ATTR, decision_key
-from tune.pareto import Direction
+from tune.search.mo_asha import MO_VALUES_ATTR, decision_key
+from tune.objectives import Direction
 
 __all__ = ["OptunaPruningScheduler", "PruneInfo"]
 

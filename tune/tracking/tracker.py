@@ -7,7 +7,7 @@ safely. The parent holds the spec (flat params and ``spec.yaml``), the Pareto fr
 metric whose step is the number of finished trials. A child holds the trial's config
 (params), its per-epoch metrics (step = epoch), its final objectives, the description of
 the attack behind them (``eval_*`` tags), its outcome (tag ``status``) and, for front
-members only, the trained model (see :mod:`tune.front_models`).
+members only, the trained model (see :mod:`tune.tracking.front_models`).
 
 Every call that fails because the store cannot be reached raises
 :class:`TrackingUnavailable`; all of them pass through ``SweepTracker._guard``, the one
@@ -41,6 +41,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
+from tgo.errors import TgoError
 from tgo.config import as_enum
 from tune import versions
 from tune.pareto import Objective, hypervolume, pareto_ranks
@@ -62,8 +63,10 @@ _NAME_KEYS = (("margin_weight", "lam", "{:.2f}"), ("margin", "d", "{:.2f}"),
               ("noise_scale", "s", "{:.2f}"), ("timesteps", "T", "{}"))
 
 
-class TrackingUnavailable(RuntimeError):
+class TrackingUnavailable(TgoError, RuntimeError):
     """The MLflow store at ``uri`` could not be reached (server down, network, database)."""
+
+    exit_code = 1
 
     def __init__(self, uri: str, action: str, detail: str) -> None:
         super().__init__(f"MLflow tracking store {uri} is unavailable ({action}): {detail}")
@@ -294,7 +297,7 @@ class SweepTracker:
         parent_run_id: reuse this parent run (it must be a sweep run of the same spec hash).
         artifact_location: artifact root of the experiment when this tracker creates it.
         probe_timeout_s: timeout of the reachability probe in :meth:`start`.
-        model_code_paths, model_pip_requirements: see :mod:`tune.front_models`.
+        model_code_paths, model_pip_requirements: see :mod:`tune.tracking.front_models`.
 
     Example:
         >>> tracker = SweepTracker("sqlite:///runs/mlflow.db", "tgo", "quick", "ab12", {},
@@ -335,7 +338,7 @@ class SweepTracker:
         #: never logged again (a trial rerun from an older checkpoint repeats epochs).
         self._steps: dict[str, dict[str, int]] = {}
         #: Trial ids whose child run had ended (finished, pruned, stopped) before this
-        #: tracker opened it; their ops are not logged again (tune.mlflow_ops.replay).
+        #: tracker opened it; their ops are not logged again (tune.tracking.ops.replay).
         self.finished_before: set[str] = set()
 
     def __getstate__(self) -> dict[str, Any]:
@@ -719,7 +722,7 @@ class SweepTracker:
         """
         from mlflow.entities import Metric, RunTag
 
-        from tune import front_models
+        from tune.tracking import front_models
 
         parent = self._require_parent()
         objs = self.objectives if objectives is None else _as_objectives(objectives,
@@ -759,7 +762,7 @@ class SweepTracker:
         """
         from mlflow.entities import RunTag
 
-        from tune import front_models
+        from tune.tracking import front_models
 
         self._require_parent()
         with self._guard(f"log the model of run {run_id}"):

@@ -13,14 +13,13 @@ from typing import Callable
 
 import optuna
 
-from tune.constraints import Op
 from tune.spec import PrunerName, SweepSpec
 
-__all__ = ["PRUNERS", "make_constraints", "make_scheduler", "make_searcher"]
+__all__ = ["PRUNERS", "make_scheduler"]
 
 
 def _mo_asha(spec: SweepSpec):
-    from tune.mo_asha import MOASHAPruner
+    from tune.search.mo_asha import MOASHAPruner
     p = spec.pruner
     return MOASHAPruner(grace_period=p.grace_epochs, reduction_factor=p.eta,
                         max_resource=spec.epochs)
@@ -43,7 +42,7 @@ PRUNERS: dict[PrunerName, Callable[[SweepSpec], optuna.pruners.BasePruner]] = {
 
 def make_scheduler(spec: SweepSpec):
     """The Ray Tune scheduler for ``spec``: our Optuna bridge, or None for ``pruner: none``."""
-    from tune.pruning import OptunaPruningScheduler
+    from tune.search.scheduler import OptunaPruningScheduler
 
     kind = spec.pruner.type
     if kind is PrunerName.NONE:
@@ -55,31 +54,3 @@ def make_scheduler(spec: SweepSpec):
     else:
         metrics, modes = spec.pruner.metric, spec.pruner.mode.value
     return OptunaPruningScheduler(pruner, metrics, modes, study_name=f"{spec.name}-pruning")
-
-
-def make_constraints(spec: SweepSpec):
-    """The spec's ``constraints`` as bounds the searcher sets with ``Trial.set_constraint``
-    (a strict ``>``/``<`` is treated as ``>=``/``<=``)."""
-    from tune.search import ResultConstraints
-
-    if not spec.constraints:
-        return None
-    upper = {c.metric.value: c.value for c in spec.constraints if c.op in (Op.LE, Op.LT)}
-    lower = {c.metric.value: c.value for c in spec.constraints if c.op in (Op.GE, Op.GT)}
-    return ResultConstraints(upper=upper, lower=lower)
-
-
-def make_searcher(spec: SweepSpec, scheduler=None):
-    """The spec's :class:`tune.search.PruneAwareOptunaSearch`: its sampler (built by a
-    factory, so a saved sweep restores under another Optuna release), constraints and the
-    pruning ``scheduler`` whose decisions it tells the sampler."""
-    import functools
-
-    from tune.search import PruneAwareOptunaSearch
-    from tune.spec import make_sampler
-
-    return PruneAwareOptunaSearch(
-        space=spec.optuna_space(), metric=list(spec.objective_names),
-        mode=[d.value for d in spec.objectives.values()],
-        sampler_factory=functools.partial(make_sampler, spec), scheduler=scheduler,
-        constraints=make_constraints(spec))

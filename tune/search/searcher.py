@@ -5,23 +5,21 @@ a multi-objective trial stopped early lands on the Pareto front with its early v
 it reads the objectives from every per-epoch result. :class:`PruneAwareOptunaSearch` tells
 the sampler's study exactly one of:
 
-* ``PRUNED`` -- the :class:`~tune.pruning.OptunaPruningScheduler` stopped the trial;
+* ``PRUNED`` -- the :class:`~tune.search.scheduler.OptunaPruningScheduler` stopped the trial;
 * ``COMPLETE`` with the objective values -- the final result has ``done_training`` and
   every objective is a finite number;
 * ``FAIL`` -- the trial errored, or ended any other way (no ``done_training``, an objective
   missing, NaN or infinite).
 
 Constraints. Samplers read ``trial.constraints`` (system attributes). Optuna 5 sets them
-either with ``Trial.set_constraint`` -- pass ``constraints=ResultConstraints(...)`` here and
-the searcher sets them from the last result before telling COMPLETE or PRUNED -- or, the
-form deprecated in Optuna 5, with a sampler's ``constraints_func``, which Optuna calls inside
+either with ``Trial.set_constraint`` -- pass ``constraints=Constraints(...)`` here and the
+searcher sets them from the last result before telling COMPLETE or PRUNED -- or, the form
+deprecated in Optuna 5, with a sampler's ``constraints_func``, which Optuna calls inside
 ``study.tell`` (``sampler.after_trial``) on the trial as it was *before* the tell, so it
 cannot see the values passed to ``tell``. For that form the numeric entries of the last
-result are stored beforehand as the user attribute ``"tune_result"`` (read by
-:class:`ResultConstraints`, a picklable ``constraints_func``), and a COMPLETE trial also
-gets one top-level user attribute per metric of ``attr_keys`` (by default the four
-objective names of docs/CONTRACTS.md), which is what ``tune.constraints.constraints_func``
-reads.
+result are stored beforehand as the user attribute ``"tune_result"``, and a COMPLETE trial
+also gets one top-level user attribute per metric of ``attr_keys`` (by default
+:data:`tune.objectives.OBJECTIVE_NAMES`); :class:`tune.objectives.Constraints` reads both.
 
 Per-epoch results do not carry the objectives, so the searcher's ``metric`` property is
 ``None``: Tune would otherwise demand the objectives in every per-epoch result (and
@@ -31,93 +29,39 @@ in :attr:`PruneAwareOptunaSearch.objectives`. Multi-objective
 
 Example:
     >>> import optuna
-    >>> from tune.mo_asha import MOASHAPruner
-    >>> from tune.pruning import OptunaPruningScheduler
+    >>> from tune.objectives import Constraints
+    >>> from tune.search.mo_asha import MOASHAPruner
+    >>> from tune.search.scheduler import OptunaPruningScheduler
     >>> sched = OptunaPruningScheduler(MOASHAPruner(), ["val_clean_acc", "val_spike_rate"],
     ...                                ["max", "min"])
     >>> search = PruneAwareOptunaSearch(
     ...     metric=["clean_acc", "spike_rate"], mode=["max", "min"],
     ...     sampler=optuna.samplers.NSGAIISampler(seed=0), scheduler=sched,
-    ...     constraints=ResultConstraints(upper={"spike_rate": 0.3}))
+    ...     constraints=Constraints.parse(["spike_rate <= 0.3"]))
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import pickle
 from typing import Any, Callable, Mapping, Sequence
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
-from tune import _study_records as study_records
-from tune.pruning import OptunaPruningScheduler
+from tune.objectives import OBJECTIVE_NAMES, RESULT_ATTR, Constraints
+from tune.search import _study_records as study_records
+from tune.search.scheduler import OptunaPruningScheduler
 
-__all__ = ["CONTRACT_METRICS", "RESULT_ATTR", "PruneAwareOptunaSearch", "ResultConstraints"]
+__all__ = ["PruneAwareOptunaSearch"]
 
 _log = logging.getLogger(__name__)
-
-RESULT_ATTR = "tune_result"
-"""User attribute holding the numeric entries of the trial's last Tune result."""
-
-CONTRACT_METRICS = ("clean_acc", "robust_acc", "spike_rate", "near_threshold")
-"""Final-result metrics copied to top-level user attributes of a COMPLETE trial by default."""
 
 _FORMAT_KEY = "_prune_aware_format"
 _FORMAT = 2
 _VERSION_KEY = "_optuna_version"
-
-
-@dataclasses.dataclass(frozen=True)
-class ResultConstraints:
-    """An Optuna ``constraints_func`` built from bounds on result keys (feasible when <= 0).
-
-    Each bound on key ``X`` reads ``X`` from the trial's ``"tune_result"`` attribute, or its
-    per-epoch stand-in ``val_X`` for a pruned trial; a trial with neither (or NaN) gets
-    ``inf`` (infeasible).
-
-    Attributes:
-        upper: key -> largest allowed value (constraint ``value - bound``).
-        lower: key -> smallest allowed value (constraint ``bound - value``).
-
-    Example:
-        >>> c = ResultConstraints(upper={"spike_rate": 0.2}, lower={"clean_acc": 0.5})
-        >>> t = optuna.trial.create_trial(values=[0.9], user_attrs={
-        ...     "tune_result": {"spike_rate": 0.25, "clean_acc": 0.9}})
-        >>> [round(v, 2) for v in c(t)]
-        [0.05, -0.4]
-    """
-
-    upper: Mapping[str, float] = dataclasses.field(default_factory=dict)
-    lower: Mapping[str, float] = dataclasses.field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        for field in ("upper", "lower"):
-            for key, bound in getattr(self, field).items():
-                if isinstance(bound, bool) or not isinstance(bound, (int, float)) \
-                        or not math.isfinite(bound):
-                    raise ValueError(f"ResultConstraints.{field}[{key!r}]: expected a finite "
-                                     f"number, got {bound!r}")
-        if not self.upper and not self.lower:
-            raise ValueError("ResultConstraints: expected at least one bound, got none")
-
-    def evaluate(self, result: Mapping[str, Any]) -> dict[str, float]:
-        """Named constraint values (``"upper:<key>"``, ``"lower:<key>"``) of one result."""
-        def value(key: str) -> float:
-            v = result.get(key, result.get(f"val_{key}"))
-            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-            return float(v) if ok else math.nan
-
-        out = {f"upper:{k}": value(k) - b for k, b in self.upper.items()}
-        out.update({f"lower:{k}": b - value(k) for k, b in self.lower.items()})
-        return {k: math.inf if math.isnan(v) else v for k, v in out.items()}
-
-    def __call__(self, trial: FrozenTrial) -> list[float]:
-        """The legacy ``constraints_func`` form: values from the ``"tune_result"`` attr."""
-        return list(self.evaluate(trial.user_attrs.get(RESULT_ATTR) or {}).values())
 
 
 def _numeric(result: Mapping[str, Any]) -> dict[str, float]:
@@ -158,12 +102,12 @@ class PruneAwareOptunaSearch(OptunaSearch):
                  study_name: str | None = None, storage: Any = None, seed: int | None = None,
                  evaluated_rewards: list | None = None, *,
                  scheduler: OptunaPruningScheduler | None = None,
-                 constraints: ResultConstraints | None = None,
-                 attr_keys: Sequence[str] = CONTRACT_METRICS,
+                 constraints: Constraints | None = None,
+                 attr_keys: Sequence[str] = OBJECTIVE_NAMES,
                  sampler_factory: Callable[[], optuna.samplers.BaseSampler] | None = None
                  ) -> None:
-        if constraints is not None and not isinstance(constraints, ResultConstraints):
-            raise ValueError(f"constraints: expected a ResultConstraints or None, "
+        if constraints is not None and not isinstance(constraints, Constraints):
+            raise ValueError(f"constraints: expected a tune.objectives.Constraints or None, "
                              f"got {constraints!r}")
         if scheduler is not None and not isinstance(scheduler, OptunaPruningScheduler):
             raise ValueError(f"scheduler: expected an OptunaPruningScheduler or None, "

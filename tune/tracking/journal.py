@@ -4,7 +4,7 @@ When the tracking server is unreachable mid-sweep, training goes on and every ML
 of a trial is appended, as one JSON line (an *op*), to ``mlflow_pending.jsonl`` in the
 trial's Ray folder (``<storage_path>/<sweep>/<trial dir>/``). Sweep-level writes (closing the
 parent run) go to the same file name in the sweep's folder. The sweep's parent run id is in
-``<sweep>/mlflow_sweep.json``. Replaying the ops (:func:`tune.mlflow_ops.replay`, in
+``<sweep>/mlflow_sweep.json``. Replaying the ops (:func:`tune.tracking.ops.replay`, in
 order) logs exactly what was missed; every op is idempotent (see
 :meth:`tune.tracking.SweepTracker.log_epoch`), so a replay cut short can simply run again.
 After a replay the lines move to ``mlflow_synced.jsonl`` (an audit trail).

@@ -1,7 +1,7 @@
 """``tgo sweep sync SWEEP``: backfill MLflow with what a sweep could not log.
 
-During an MLflow outage :class:`tune.mlflow_callback.MlflowSweepCallback` keeps every write
-it could not make in the trials' Ray folders (:mod:`tune.journal`). Once the server is back,
+During an MLflow outage :class:`tune.tracking.callback.MlflowSweepCallback` keeps every write
+it could not make in the trials' Ray folders (:mod:`tune.tracking.journal`). Once the server is back,
 :func:`sync_sweep` replays them in order under the sweep's parent run, rebuilds the Pareto
 front (artifacts, hypervolume, ``pareto`` tags) and logs the models of new front members.
 Replays are idempotent, so running it twice, or after a sync cut short, logs nothing twice.
@@ -18,7 +18,7 @@ import dataclasses
 import os
 from pathlib import Path
 
-from tune import journal
+from tune.tracking import journal
 
 __all__ = ["SyncReport", "sync_sweep"]
 
@@ -52,8 +52,9 @@ def sync_sweep(path: str | os.PathLike) -> SyncReport:
             pending writes stay where they are).
     """
     from tgo.checkpoint import load_model
-    from tune.mlflow_ops import log_front_models, replay
-    from tune.runner import SPEC_FILE, make_tracker
+    from tune.tracking.ops import log_front_models, replay
+    from tune.spec import SPEC_FILE
+    from tune.tracking import make_tracker
     from tune.spec import load_spec
 
     experiment_path = Path(path).expanduser().resolve()

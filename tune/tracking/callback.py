@@ -8,13 +8,13 @@ every finished trial the front is recomputed from the store (so a resumed sweep 
 earlier trials), and every front member without a model gets one, rebuilt from its last
 checkpoint by ``load_model``.
 
-An MLflow outage does not stop the sweep. Every write is an *op* (:mod:`tune.journal`);
+An MLflow outage does not stop the sweep. Every write is an *op* (:mod:`tune.tracking.journal`);
 when the store cannot be reached, the op is appended to the trial's
 ``mlflow_pending.jsonl`` in its Ray folder instead, and so are the trial's later ops (their
 order matters). The store is tried again at most every ``retry_after_s`` seconds; once it
 answers, the pending ops are replayed (:func:`replay`) and the front is rebuilt. Whatever
 is still pending when the sweep ends is backfilled by ``tgo sweep sync``
-(:mod:`tune.sync`).
+(:mod:`tune.tracking.sync`).
 
 Example:
     >>> callback = MlflowSweepCallback(tracker, pruned_lookup=scheduler.pruned.get,
@@ -35,8 +35,8 @@ from typing import Any, Callable
 
 from ray import tune as raytune
 
-from tune import journal
-from tune.mlflow_ops import (final_metrics, log_front_models, metrics_of, replay,
+from tune.tracking import journal
+from tune.tracking.ops import (final_metrics, log_front_models, metrics_of, replay,
                              result_epoch)
 from tune.tracking import SweepTracker, TrackingUnavailable, TrialOutcome
 

@@ -1,8 +1,8 @@
-"""The MLflow writes of a sweep as replayable *ops* (see :mod:`tune.journal`).
+"""The MLflow writes of a sweep as replayable *ops* (see :mod:`tune.tracking.journal`).
 
-:class:`tune.mlflow_callback.MlflowSweepCallback` turns Ray Tune's trial events into ops and
+:class:`tune.tracking.callback.MlflowSweepCallback` turns Ray Tune's trial events into ops and
 :func:`replay` applies one to a :class:`~tune.tracking.SweepTracker`; ``tgo sweep sync``
-(:mod:`tune.sync`) replays the ops an MLflow outage kept. Every op is idempotent: replaying
+(:mod:`tune.tracking.sync`) replays the ops an MLflow outage kept. Every op is idempotent: replaying
 it again logs nothing twice (docs/CONTRACTS.md).
 
 Example:
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from tgo.checkpoint import CHECKPOINT_FILE
+from tune.objectives import OBJECTIVE_NAMES
 from tune.tracking import SweepTracker, TrackingUnavailable
 
 __all__ = ["FINAL_KEYS", "NON_METRIC_PREFIXES", "RAY_BOOKKEEPING_KEYS", "final_metrics",
@@ -36,8 +37,7 @@ RAY_BOOKKEEPING_KEYS = frozenset({
 #: ``train_config`` dict into ``train_config/<field>`` or ``train_config.<field>``).
 NON_METRIC_PREFIXES = ("eval_", "train_config", "config/", "config.", "ray_node_id")
 #: Keys of the last result only (the test-split objectives and the attack behind them).
-FINAL_KEYS = frozenset({"clean_acc", "robust_acc", "spike_rate", "near_threshold",
-                        "done_training"})
+FINAL_KEYS = frozenset({*OBJECTIVE_NAMES, "done_training"})
 
 
 def result_epoch(result: Mapping[str, Any]) -> int:
@@ -61,7 +61,7 @@ def metrics_of(result: Mapping[str, Any], objectives: set[str]) -> dict[str, Any
 
 def replay(tracker: SweepTracker, op: Mapping[str, Any],
            nodes: dict[str, str] | None = None) -> str | None:
-    """Apply one op (see :mod:`tune.journal`) to the store; idempotent.
+    """Apply one op (see :mod:`tune.tracking.journal`) to the store; idempotent.
 
     ``nodes`` (run id -> node id last tagged) saves repeating a node tag. Returns the
     trial's child run id (None for sweep-level ops).

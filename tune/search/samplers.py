@@ -1,0 +1,50 @@
+"""Named Optuna samplers of a sweep spec: ``sampler.type`` -> a seeded Optuna sampler.
+
+Example:
+    >>> from tune.spec import load_spec
+    >>> make_sampler(load_spec("examples/digits-quick.yaml")).__class__.__name__
+    'NSGAIISampler'
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from tune.spec import SamplerName, SweepSpec
+
+__all__ = ["SAMPLERS", "make_sampler"]
+
+
+def _nsga2(spec: SweepSpec, constraints: Callable | None) -> Any:
+    from optuna.samplers import NSGAIISampler
+    return NSGAIISampler(population_size=spec.population_size, seed=spec.sampler.seed,
+                         constraints_func=constraints)
+
+
+def _tpe(spec: SweepSpec, constraints: Callable | None) -> Any:
+    from optuna.samplers import TPESampler
+    return TPESampler(seed=spec.sampler.seed, multivariate=True, constraints_func=constraints)
+
+
+def _random(spec: SweepSpec, constraints: Callable | None) -> Any:
+    from optuna.samplers import RandomSampler
+    return RandomSampler(seed=spec.sampler.seed)  # takes no constraints
+
+
+#: Named sampler presets: ``SAMPLERS[name](spec, constraints_func) -> optuna sampler``.
+SAMPLERS: dict[SamplerName, Callable[[SweepSpec, Callable | None], Any]] = {
+    SamplerName.NSGA2: _nsga2,
+    SamplerName.TPE: _tpe,
+    SamplerName.RANDOM: _random,
+}
+
+
+def make_sampler(spec: SweepSpec, constraints_func: Callable | None = None) -> Any:
+    """The spec's Optuna sampler, seeded, with ``constraints_func`` where it is supported.
+
+    Optuna 5 deprecates ``constraints_func`` (a FutureWarning) in favour of
+    ``trial.set_constraint``; its samplers read ``trial.constraints`` either way, so
+    pass None here when the caller sets constraints on the trials itself.
+
+    """
+    return SAMPLERS[spec.sampler.type](spec, constraints_func)
