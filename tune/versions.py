@@ -33,15 +33,16 @@ from pathlib import Path
 
 from tgo.errors import TgoError
 
-__all__ = ["MUST_MATCH", "PACKAGES", "VERSIONS_FILE", "VersionMismatch", "check_resumable",
-           "installed", "tags", "write"]
+__all__ = ["MUST_MATCH", "PACKAGES", "TAG_PREFIX", "VERSIONS_FILE", "VersionMismatch",
+           "check_resumable", "installed", "tags", "write"]
 
 VERSIONS_FILE = "sweep_versions.json"
 PACKAGES = ("ray", "optuna", "mlflow", "torch", "tgo-sweep")
 #: Packages whose saved state only the same release can read: a resume under another one
 #: is refused.
 MUST_MATCH = ("ray", "tgo-sweep")
-_TAG = "tgo.version."
+#: Prefix of the parent run's version tags (``tgo.version.<package>``).
+TAG_PREFIX = "tgo.version."
 _log = logging.getLogger(__name__)
 
 
@@ -62,7 +63,7 @@ def installed() -> dict[str, str]:
 
 def tags() -> dict[str, str]:
     """``tgo.version.<package>`` tags of the installed versions, for the parent run."""
-    return {_TAG + name: version for name, version in installed().items()}
+    return {TAG_PREFIX + name: version for name, version in installed().items()}
 
 
 def write(experiment_path: str | os.PathLike) -> None:

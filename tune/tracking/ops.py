@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping
 
 from tgo.checkpoint import CHECKPOINT_FILE
 from tune.objectives import OBJECTIVE_NAMES
-from tune.tracking import SweepTracker, TrackingUnavailable
+from tune.tracking import SweepTracker, TrackingUnavailable, schema
 
 __all__ = ["FINAL_KEYS", "NON_METRIC_PREFIXES", "RAY_BOOKKEEPING_KEYS", "final_metrics",
            "log_front_models", "metrics_of", "replay", "result_epoch"]
@@ -35,7 +35,7 @@ RAY_BOOKKEEPING_KEYS = frozenset({
     "config", "should_checkpoint", "checkpoint_dir_name", "warmup_time", "epoch"})
 #: Result keys that are settings or descriptions, not metrics (Ray may flatten the nested
 #: ``train_config`` dict into ``train_config/<field>`` or ``train_config.<field>``).
-NON_METRIC_PREFIXES = ("eval_", "train_config", "config/", "config.", "ray_node_id")
+NON_METRIC_PREFIXES = (schema.EVAL_PREFIX, "train_config", "config/", "config.", "ray_node_id")
 #: Keys of the last result only (the test-split objectives and the attack behind them).
 FINAL_KEYS = frozenset({*OBJECTIVE_NAMES, "done_training"})
 
@@ -89,15 +89,16 @@ def replay(tracker: SweepTracker, op: Mapping[str, Any],
             tracker.log_params(run_id, config)
         node = result.get("ray_node_id")
         if isinstance(node, str) and node and (nodes or {}).get(run_id) != node:
-            tracker.set_tags(run_id, {"ray.node_id": node})
+            tracker.set_tags(run_id, {schema.NODE_ID: node})
             if nodes is not None:
                 nodes[run_id] = node
         stamp = result.get("timestamp")
         tracker.log_epoch(run_id, metrics_of(result, objectives), result_epoch(result),
                           timestamp_ms=int(stamp * 1000) if stamp else None)
     elif kind == "recover":
-        tracker.set_tags(run_id, {"tgo.retries": str(op["retries"]),
-                                  "status": f"retrying after: {op['error']}"[:8000]})
+        tracker.set_tags(run_id, {
+            schema.RETRIES: str(op["retries"]),
+            schema.STATUS: f"retrying after: {op['error']}"[:schema.MAX_TAG_VALUE]})
     else:   # finish
         tracker.finish_trial(run_id, op["final"], op["outcome"], op.get("reason"),
                              checkpoint_path=op.get("checkpoint"),

@@ -102,5 +102,5 @@ def _parent_status(tracker) -> str | None:
     from tune.tracking import check_reachable
 
     check_reachable(tracker.tracking_uri, tracker.probe_timeout_s)
-    with tracker._guard("read the parent run"):  # noqa: SLF001 (the one guard)
+    with tracker.guard("read the parent run"):
         return MlflowClient(tracker.tracking_uri).get_run(tracker.parent_run_id).info.status
