@@ -9,7 +9,7 @@ objects, a torch.save of something that is no tgo checkpoint. For each reader:
 * ``tgo.train.fit(resume_from=...)``: the same ValueError;
 * a logged model's ``tgo-checkpoint.pt`` in the MLflow store (``tgo pick`` verifies it): exit 2
   naming the model URI and the file;
-* ``deploy.yaml`` (``tune.pick.read_deploy``): ValueError naming the file;
+* ``deploy.yaml`` (``tune.deploy.read_deploy``): ValueError naming the file;
 * the saved spec ``sweep_spec.yaml`` under ``tgo sweep resume`` and ``tgo sweep sync``: exit 2
   naming the file, before Ray or MLflow start;
 * the journal ``mlflow_pending.jsonl``: a torn or damaged line is skipped with a warning
@@ -47,7 +47,7 @@ from tgo import checkpoint
 from tgo.config import TrainConfig
 from tgo.train import fit, load_resume_state
 from tune.tracking import journal
-from tune.pick import read_deploy
+from tune.deploy import read_deploy
 from tune.spec import SpecError, SweepSpec, load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -219,7 +219,7 @@ def store(trained, good, tmp_path_factory):
 @pytest.mark.parametrize("cut", ["empty", "half", "passwd"])
 def test_a_damaged_registry_checkpoint_is_named_with_its_model(store, cut, monkeypatch,
                                                               tmp_path):
-    from tune.pick import load_model
+    from tune.deploy import load_model
 
     uri, model_uri, stored = store
     saved = stored.read_bytes()

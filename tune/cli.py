@@ -238,13 +238,14 @@ def _cmd_jobs_stop(ns: argparse.Namespace) -> int:
 def _cmd_pick(ns: argparse.Namespace) -> int:
     import yaml
 
-    from tune import pick as picking
+    from tune import deploy as picking
+    from tune.tracking.reader import load_front_members
 
     if ns.maximize and ns.minimize:
         raise ValueError("pick: expected one of --maximize and --minimize, got both")
     requirements = [picking.Requirement.parse(text) for text in ns.require]
-    front = picking.load_front_members(ns.sweep, tracking_uri=ns.tracking_uri,
-                                       experiment=ns.experiment)
+    front = load_front_members(ns.sweep, tracking_uri=ns.tracking_uri,
+                               experiment=ns.experiment)
     result = picking.pick(front, requirements, ns.maximize or ns.minimize,
                           "min" if ns.minimize else "max")
     print(picking.format_pick(result))
@@ -281,7 +282,7 @@ def _cmd_pick(ns: argparse.Namespace) -> int:
     out = Path(ns.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("# written by tgo pick; load the model (weights only, no unpickling) "
-                   f"with tune.pick.load_model({doc['model_uri']!r}, TRACKING_URI)\n"
+                   f"with tune.deploy.load_model({doc['model_uri']!r}, TRACKING_URI)\n"
                    + yaml.safe_dump(doc, sort_keys=False))
     print(f"wrote {out}")
     return 0

@@ -29,9 +29,10 @@ from tgo.config import TrainConfig
 from tgo.final_eval import EvalSettings, final_evaluation
 from tgo.neurons import noise
 from tgo.train import accuracy, fit
-from tune import pick as picking
-from tune.pick import Requirement
-from tune.tracking import SweepTracker
+from tune import deploy as picking
+from tune.deploy import Requirement
+from tune.tracking import SweepTracker, schema
+from tune.tracking.reader import load_front_members
 
 pytestmark = pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy")
 
@@ -94,7 +95,7 @@ def _write_sweep(root, trained):
 @pytest.fixture(scope="module")
 def front(sweep):
     uri, _, _ = sweep
-    return picking.load_front_members(SWEEP, tracking_uri=uri, experiment=EXPERIMENT)
+    return load_front_members(SWEEP, tracking_uri=uri, experiment=EXPERIMENT)
 
 
 @pytest.fixture
@@ -165,14 +166,28 @@ def test_front_is_read_with_full_params_and_model(front, sweep):
 
 
 def test_objectives_read_from_the_parent_tag_in_either_spelling():
-    # tune.runner passes Metric enums as names, so a real parent may say Metric.CLEAN_ACC
+    # a parent written before tgo.objectives_json: its label, where an older tune.runner
+    # passed Metric enums as names (Metric.CLEAN_ACC), else the spec's params
     for tag in ("clean_acc (max),spike_rate (min)",
                 "Metric.CLEAN_ACC (max),Metric.SPIKE_RATE (min)"):
-        objectives = picking._objectives({"tgo.objectives": tag}, {})
+        objectives = schema.objectives_from_tags({"tgo.objectives": tag}, {})
         assert [(o.name, o.direction.value) for o in objectives] == [("clean_acc", "max"),
                                                                       ("spike_rate", "min")]
-    from_params = picking._objectives({}, {"objectives.robust_acc": "max", "name": "x"})
+    from_params = schema.objectives_from_tags({}, {"objectives.robust_acc": "max", "name": "x"})
     assert [o.name for o in from_params] == ["robust_acc"]
+
+
+def test_objectives_are_tagged_as_json_beside_the_label(sweep, front):
+    from tune.pareto import Objective
+
+    objectives = (Objective("spike_rate", "min", reference=2.0), Objective("clean_acc"))
+    tags = schema.objective_tags(objectives)
+    assert tags["tgo.objectives"] == "spike_rate (min),clean_acc (max)"   # the label stays
+    assert schema.objectives_from_tags({**tags, "tgo.objectives": "garbled"}) == objectives
+    parent = MlflowClient(sweep[0]).get_run(front.parent_run_id)
+    assert "tgo.objectives" in parent.data.tags and "tgo.objectives_json" in parent.data.tags
+    assert [(o.name, o.direction.value) for o in front.objectives] == [("clean_acc", "max"),
+                                                                        ("robust_acc", "max")]
 
 
 def test_pick_under_metric_and_param_requirements(front, sweep):
