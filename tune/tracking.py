@@ -45,7 +45,7 @@ from tgo.config import as_enum
 from tune import versions
 from tune.pareto import Objective, hypervolume, pareto_ranks
 
-__all__ = ["SweepTracker", "TrackingUnavailable", "TrialOutcome", "check_reachable"]
+__all__ = ["ORPHAN_TAG", "SweepTracker", "TrackingUnavailable", "TrialOutcome", "check_reachable"]
 
 
 # MLflow's limits (mlflow.utils.validation); copied so this module imports without mlflow.
@@ -58,6 +58,9 @@ _MAX_METRICS_PER_BATCH = 1000
 _PARENT_TAG = "mlflow.parentRunId"
 _MODEL_LOGGED = "tgo.model_logged"
 # Child-run name: trial id plus the knobs that tell TGO trials apart, in this order.
+#: Tag of a child run that ended after Ray's last state snapshot of a driver that then died:
+#: its record stands, but the resumed sweep (sampler, Ray's results, front) does not know it.
+ORPHAN_TAG = "tgo.orphan"
 _NAME_KEYS = (("margin_weight", "lam", "{:.2f}"), ("margin", "d", "{:.2f}"),
               ("noise_scale", "s", "{:.2f}"), ("timesteps", "T", "{}"))
 
@@ -569,13 +572,17 @@ class SweepTracker:
         self.log_params(run_id, params)
         return run_id
 
+    def children(self) -> dict[str, tuple[str, str]]:
+        """Trial id -> (run id, MLflow run status) of every child run of this sweep."""
+        parent = self._require_parent()
+        with self._guard("read the sweep's trials"):
+            runs = self._search(f"tags.{_PARENT_TAG} = '{parent}'")
+        return {r.data.tags.get("tgo.trial_id", r.info.run_id): (r.info.run_id, r.info.status)
+                for r in runs}
+
     def running_children(self) -> dict[str, str]:
         """Trial id -> run id of this sweep's child runs still marked RUNNING."""
-        parent = self._require_parent()
-        with self._guard("read the running trials"):
-            runs = self._search(f"tags.{_PARENT_TAG} = '{parent}' "
-                                "and attributes.status = 'RUNNING'")
-        return {r.data.tags.get("tgo.trial_id", r.info.run_id): r.info.run_id for r in runs}
+        return {t: run for t, (run, status) in self.children().items() if status == "RUNNING"}
 
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
         """Set (or overwrite) string tags on a run."""
@@ -688,6 +695,8 @@ class SweepTracker:
         records = []
         for run in runs:
             tags, metrics = run.data.tags, run.data.metrics
+            if ORPHAN_TAG in tags:   # not in the sweep's results: not on its front
+                continue
             record = {"trial_id": tags.get("tgo.trial_id", run.info.run_name),
                       "run_id": run.info.run_id,
                       "params": {k: _parse(v) for k, v in run.data.params.items()}}
