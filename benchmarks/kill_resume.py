@@ -12,7 +12,8 @@ the end. Afterwards, from the MLflow store:
 * no (run, metric, step) holds two points: no epoch logged twice, running trials included;
 * the sweep's parent run is FINISHED and one finished/pruned child run exists per trial
   (a child closed as ``lost`` is a trial the killed driver had started after Ray's last
-  state snapshot: it is never rerun, and counted apart);
+  state snapshot: it is never rerun; one tagged ``tgo.orphan`` had even ended by then: its
+  record stands but the resumed sweep does not know it; both are counted apart);
 * ``tgo sweep resume`` exited 0 and printed no traceback (but one that Ray Tune logs and
   survives, counted apart: see :func:`_tracebacks`).
 
@@ -89,7 +90,10 @@ def check_store(tracking_uri: str, experiment: str, num_samples: int) -> list[st
             if twice:
                 problems.append(f"{child.data.tags.get('tgo.trial_id')}: {key} logged twice "
                                 f"at step(s) {twice}")
-    kept = [c for c in children if "lost:" not in c.data.tags.get("status", "")]
+    # Outside the resumed sweep, counted apart: "lost" (running at the kill, closed) and
+    # orphans (ended after Ray's last snapshot; their record stands, tagged tgo.orphan).
+    kept = [c for c in children if "lost:" not in c.data.tags.get("status", "")
+            and "tgo.orphan" not in c.data.tags]
     ids = Counter(c.data.tags.get("tgo.trial_id") for c in kept)
     if len(ids) != num_samples or max(ids.values(), default=0) > 1:
         problems.append(f"expected {num_samples} trial runs, one per trial, got {dict(ids)}")

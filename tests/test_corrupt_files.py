@@ -576,40 +576,24 @@ def _contents(kind: str):
     return build
 
 
+#: kind -> (file name, reader, the exception it raises, how its message starts)
+_READERS = {"checkpoint": ("checkpoint.pt", checkpoint.load_model, ValueError, "checkpoint: "),
+            "spec": ("sweep_spec.yaml", load_spec, SpecError, ""),
+            "deploy": ("deploy.yaml", read_deploy, ValueError, "deploy: expected")}
+
+
+@pytest.mark.parametrize("kind", sorted(_READERS))
 @FUZZ
 @given(data=st.data())
-def test_fuzz_checkpoint_bytes(valid_files, tmp_path, data):
-    content = data.draw(_contents("checkpoint")(valid_files))
-    path = tmp_path / "checkpoint.pt"
-    path.write_bytes(content)
+def test_fuzz_file_bytes(valid_files, tmp_path, kind, data):
+    """Whatever the bytes, a reader returns or raises its own error naming the file."""
+    name, reader, error, prefix = _READERS[kind]
+    path = tmp_path / name
+    path.write_bytes(data.draw(_contents(kind)(valid_files)))
     try:
-        checkpoint.load_model(path)
-    except ValueError as exc:
-        assert str(path) in str(exc) and str(exc).startswith("checkpoint: ")
-
-
-@FUZZ
-@given(data=st.data())
-def test_fuzz_spec_bytes(valid_files, tmp_path, data):
-    content = data.draw(_contents("spec")(valid_files))
-    path = tmp_path / "sweep_spec.yaml"
-    path.write_bytes(content)
-    try:
-        load_spec(path)
-    except SpecError as exc:
-        assert str(path) in str(exc)
-
-
-@FUZZ
-@given(data=st.data())
-def test_fuzz_deploy_bytes(valid_files, tmp_path, data):
-    content = data.draw(_contents("deploy")(valid_files))
-    path = tmp_path / "deploy.yaml"
-    path.write_bytes(content)
-    try:
-        read_deploy(path)
-    except ValueError as exc:
-        assert str(path) in str(exc) and str(exc).startswith("deploy: expected")
+        reader(path)
+    except error as exc:
+        assert str(path) in str(exc) and str(exc).startswith(prefix)
 
 
 @FUZZ

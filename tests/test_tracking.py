@@ -138,6 +138,35 @@ def test_child_run_is_idempotent_across_trackers(store):
     assert got.data.params == {"margin_weight": "0.4", "seed": "3"}
 
 
+def test_a_resumed_sweep_closes_lost_trials_and_tags_orphans(store):
+    """Children of a killed driver that Ray's restored state does not know: one still
+    RUNNING is closed as lost; one that had ended keeps its record, tagged tgo.orphan, off
+    the front; a trial Ray knows is left alone."""
+    from tune.tracking.callback import MlflowSweepCallback
+
+    earlier = _tracker(store)
+    earlier.start()
+    running = earlier.child_run("aa_00000", {})
+    ended = earlier.child_run("bb_00001", {})
+    earlier.finish_trial(ended, {"epoch": 2, "robust_acc": 0.4, "spike_rate": 0.1},
+                         "finished")
+    known = earlier.child_run("cc_00002", {})
+
+    resumed = _tracker(store)
+    callback = MlflowSweepCallback(resumed)
+    callback.setup()
+    callback.on_step_begin(iteration=0, trials=[SimpleNamespace(trial_id="cc_00002")])
+    client = MlflowClient(store[0])
+    lost = client.get_run(running)
+    assert lost.info.status == "KILLED" and lost.data.tags["status"].startswith("stopped: lost")
+    orphan = client.get_run(ended)
+    assert orphan.info.status == "FINISHED" and "tgo.orphan" in orphan.data.tags
+    assert orphan.data.tags["pareto"] == "false"
+    assert client.get_run(known).info.status == "RUNNING"
+    assert "tgo.orphan" not in client.get_run(known).data.tags
+    assert resumed.finished_records() == []
+
+
 def test_an_epoch_is_never_logged_twice_per_run_and_metric(store):
     """A trial Ray reruns from an older checkpoint repeats epochs with other values (new
     timestamps), in the same driver or in a resumed one: each (run, metric, step) keeps its

@@ -77,7 +77,8 @@ def test_a_corrupt_versions_file_is_a_clear_error(tmp_path):
 def test_resume_cli_refuses_another_ray_before_touching_anything(tmp_path):
     experiment = tmp_path / "runs" / "old"
     _saved(experiment, ray="2.59.0")
-    spec = {"name": "old", "dataset": "digits",
+    spec = {"name": "old", "dataset": "digits", "epochs": 2, "num_samples": 2,
+            "space": {"margin_weight": {"type": "uniform", "low": 0.0, "high": 1.0}},
             "mlflow": {"tracking_uri": f"sqlite:///{tmp_path}/mlflow.db"},
             "storage_path": str(tmp_path / "runs")}
     (experiment / "sweep_spec.yaml").write_text(yaml.safe_dump(spec))

@@ -2,7 +2,7 @@
 
 Optuna cannot ``report`` a vector per step, so the values of a multi-objective trial live
 in a user attribute, ``trial.user_attrs["mo_values"] = {"<step>": [v1, v2, ...]}``, which
-:class:`~tune.pruning.OptunaPruningScheduler` keeps up to date. A single-objective trial's
+:class:`~tune.search.scheduler.OptunaPruningScheduler` keeps up to date. A single-objective trial's
 ``intermediate_values`` work too, so the pruner also runs on ordinary Optuna studies.
 
 Rungs sit at steps ``grace_period * reduction_factor**k``. When a trial first reports a

@@ -7,7 +7,7 @@ in-memory Optuna study, separate from the sampler's, asks the pruner after every
 returns ``STOP`` when it says prune. One metric works with any Optuna pruner (Median,
 Percentile, SuccessiveHalving, Hyperband: ``trial.report(value, step=epoch)`` then
 ``trial.should_prune()``); several metrics need a pruner with
-``supports_multi_objective = True`` such as :class:`~tune.mo_asha.MOASHAPruner`, and their
+``supports_multi_objective = True`` such as :class:`~tune.search.mo_asha.MOASHAPruner`, and their
 values go to the ``mo_values`` user attribute. Steps are the 1-based ``epoch`` of the result.
 
 Which trials were pruned, at which epoch and rung, is kept in :attr:`pruned`; the searcher
@@ -21,7 +21,7 @@ its epochs is not stopped before its final evaluation reaches the searcher.
 
 Example:
     >>> from ray import tune as raytune
-    >>> from tune.mo_asha import MOASHAPruner
+    >>> from tune.search.mo_asha import MOASHAPruner
     >>> sched = OptunaPruningScheduler(MOASHAPruner(grace_period=1, reduction_factor=2),
     ...                                metric=["val_clean_acc", "val_spike_rate"],
     ...                                mode=["max", "min"])

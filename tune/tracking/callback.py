@@ -38,11 +38,13 @@ from ray import tune as raytune
 from tune.tracking import journal
 from tune.tracking.ops import (final_metrics, log_front_models, metrics_of, replay,
                              result_epoch)
-from tune.tracking import SweepTracker, TrackingUnavailable, TrialOutcome
+from tune.tracking import SweepTracker, TrackingUnavailable, TrialOutcome, schema
 
 __all__ = ["FRONT_EVERY_S", "MlflowSweepCallback"]
 
 _log = logging.getLogger(__name__)
+
+ORPHAN_TEXT = "ended after Ray's last state snapshot; not in the resumed sweep's results"
 
 def _error_text(trial: Any) -> str:
     """The last line of the trial's error trace, e.g. ``ValueError: boom``.
@@ -214,16 +216,22 @@ class MlflowSweepCallback(raytune.Callback):
 
         Ray saves its experiment state every few seconds; a trial started in between is
         not in the restored sweep and never runs again, so its child would stay RUNNING.
+        One that had already ended keeps its record, tagged ``tgo.orphan`` (:data:`tune.tracking.schema.ORPHAN`): the resumed
+        sweep's sampler and Ray's results do not know it (Ray runs another trial instead).
         """
         known = {t.trial_id for t in trials}
         try:
-            lost = {t: r for t, r in self.tracker.running_children().items() if t not in known}
-            for trial_id, run_id in lost.items():
-                self.tracker.finish_trial(run_id, {}, TrialOutcome.STOPPED,
-                                          "lost: the driver died before Ray recorded this "
-                                          "trial, so the resumed sweep does not run it")
-                _log.warning("closed the child run of trial %s: its driver died before Ray "
-                             "recorded the trial", trial_id)
+            unknown = {t: rs for t, rs in self.tracker.children().items() if t not in known}
+            for trial_id, (run_id, status) in unknown.items():
+                if status == "RUNNING":
+                    self.tracker.finish_trial(run_id, {}, TrialOutcome.STOPPED,
+                                              "lost: the driver died before Ray recorded "
+                                              "this trial, so the resumed sweep does not run it")
+                    _log.warning("closed the child run of trial %s: its driver died before "
+                                 "Ray recorded the trial", trial_id)
+                else:   # it ended (and is kept as it ended), but Ray never saved it
+                    off_front = {schema.PARETO: "false"} if status == "FINISHED" else {}
+                    self.tracker.set_tags(run_id, {schema.ORPHAN: ORPHAN_TEXT, **off_front})
         except TrackingUnavailable as exc:
             self._went_down(exc)
 

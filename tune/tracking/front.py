@@ -53,7 +53,8 @@ class FrontLogging:
         with self.guard("read the finished trials"):
             trials = [reader.read_trial(run) for run in
                       reader.child_runs(self.client, self._experiment_id, parent,
-                                        status="FINISHED")]
+                                        status="FINISHED")
+                      if schema.ORPHAN not in run.data.tags]   # not in the sweep's results
         for trial in trials:
             if trial.front_tags is not None:
                 self._front_tags[trial.run_id] = trial.front_tags

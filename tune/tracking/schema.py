@@ -55,6 +55,9 @@ TRIAL_ID = "tgo.trial_id"
 STATUS = "status"
 CHECKPOINT = "tgo.checkpoint"
 RETRIES = "tgo.retries"
+#: On a child run that ended after Ray's last state snapshot of a driver that then died:
+#: its record stands, but the resumed sweep (sampler, Ray's results, front) does not know it.
+ORPHAN = "tgo.orphan"
 NODE_ID = "ray.node_id"
 #: Child: ``true`` on the members of the Pareto front; ``pareto_rank`` 0 = front.
 PARETO, PARETO_RANK = "pareto", "pareto_rank"

@@ -110,12 +110,17 @@ class TrialLogging:
         self.log_params(run_id, params)
         return run_id
 
+    def children(self) -> dict[str, tuple[str, str]]:
+        """Trial id -> (run id, MLflow run status) of every child run of this sweep."""
+        parent = self._require_parent()
+        with self.guard("read the sweep's trials"):
+            runs = self._search(schema.children_filter(parent))
+        return {r.data.tags.get(schema.TRIAL_ID, r.info.run_id): (r.info.run_id, r.info.status)
+                for r in runs}
+
     def running_children(self) -> dict[str, str]:
         """Trial id -> run id of this sweep's child runs still marked RUNNING."""
-        parent = self._require_parent()
-        with self.guard("read the running trials"):
-            runs = self._search(schema.children_filter(parent, status="RUNNING"))
-        return {r.data.tags.get(schema.TRIAL_ID, r.info.run_id): r.info.run_id for r in runs}
+        return {t: run for t, (run, status) in self.children().items() if status == "RUNNING"}
 
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
         """Set (or overwrite) string tags on a run."""
