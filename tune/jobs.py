@@ -483,15 +483,14 @@ class SubmittedSweep:
     warnings: tuple[str, ...] = ()
 
 
-def _job_spec(spec_path: Path, spec: Any, tracking_uri: str | None, storage_path: str | None,
-              job_id: str) -> tuple[Any, dict[str, Any]]:
-    """(validated spec, plain data to ship) with the job's tracking URI and storage path."""
-    import yaml
-
-    from tune.spec import SweepSpec, _Loader  # the spec's own YAML rules (1e-3 is a float)
+def _job_spec(spec_path: Path, data: Mapping[str, Any], spec: Any, tracking_uri: str | None,
+              storage_path: str | None, job_id: str) -> tuple[Any, dict[str, Any]]:
+    """(validated spec, plain data to ship) with the job's tracking URI and storage path;
+    ``data`` is the file as written, ``spec`` it validated and resolved here."""
+    from tune.spec import SweepSpec
 
     uri = submission_tracking_uri(spec.mlflow.tracking_uri, tracking_uri)
-    data = yaml.load(spec_path.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506
+    data = dict(data)
     data["mlflow"] = {**(data.get("mlflow") or {}), "tracking_uri": uri,
                       "experiment": spec.mlflow.experiment}
     if storage_path is None:
@@ -531,13 +530,15 @@ def submit_sweep(spec_path: str | os.PathLike, *, address: str | None = None,
     import yaml
 
     from tune.tracking import artifact_location, objectives_of
-    from tune.spec import load_spec
+    from tune.spec import SweepSpec, read_yaml
     from tune.tracking import SweepTracker
 
     path = Path(spec_path)
-    checked = load_spec(path)  # every problem of the file, before anything starts
+    written = read_yaml(path)
+    # every problem of the file, before anything starts; the default store is this machine's
+    checked = SweepSpec.from_dict(written, str(path)).resolved()
     job_id = f"tgo-{checked.name}-{uuid.uuid4().hex[:8]}"
-    spec, data = _job_spec(path, checked, tracking_uri, storage_path, job_id)
+    spec, data = _job_spec(path, written, checked, tracking_uri, storage_path, job_id)
     uri = spec.mlflow.tracking_uri
     client = JobsClient(address, token_file=token_file, environ=environ)
     warnings = []
