@@ -47,6 +47,17 @@ _KINDS = {
 }
 
 
+#: What was expected, by pydantic error type (``{min_length}``, ``{max_length}`` from its ctx).
+_EXPECTED = {
+    "too_short": "expected at least {min_length} item(s)",
+    "string_too_short": "expected a non-empty string",
+    "string_too_long": "expected at most {max_length} characters",
+    "string_pattern_mismatch": "expected letters, digits, '_', '.' or '-' only",
+    "invalid_key": "expected a string key",
+    "finite_number": "expected a finite number",
+}
+
+
 def _describe(err: Mapping[str, Any], raw: tuple, loc: tuple, root: type[BaseModel]
               ) -> tuple[tuple, str]:
     kind, ctx, got = err["type"], err.get("ctx") or {}, _show(err.get("input"))
@@ -68,18 +79,10 @@ def _describe(err: Mapping[str, Any], raw: tuple, loc: tuple, root: type[BaseMod
               "less_than_equal": "<="}[kind]
         bound = next(iter(ctx.values()))
         return loc, f"expected {op} {bound}, got {got}"
-    if kind == "too_short":
-        return loc, f"expected at least {ctx.get('min_length')} item(s), got {got}"
-    if kind == "string_too_short":
-        return loc, f"expected a non-empty string, got {got}"
-    if kind == "string_too_long":
-        return loc, f"expected at most {ctx.get('max_length')} characters, got {got}"
-    if kind == "string_pattern_mismatch":
-        return loc, f"expected letters, digits, '_', '.' or '-' only, got {got}"
-    if kind == "invalid_key":
-        return loc, f"expected a string key, got {got}"
-    if kind == "finite_number":
-        return loc, f"expected a finite number, got {got}"
+    if kind in _EXPECTED:
+        text = _EXPECTED[kind].format(min_length=ctx.get("min_length"),
+                                      max_length=ctx.get("max_length"))
+        return loc, f"{text}, got {got}"
     base = kind.split("_")[0] if not kind.startswith("model_attributes") else "model_attributes"
     if _KINDS.get(base):
         return loc, f"expected {_KINDS[base]}, got {got}"

@@ -10,7 +10,7 @@ Example:
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import Field, Strict, field_validator, model_validator
 
@@ -20,17 +20,25 @@ from tune.spec._errors import _Problems, _show
 __all__ = ["Choice", "Distribution", "IntRange", "LogUniform", "Uniform"]
 
 
-class LogUniform(_Frozen):
-    """Log-uniform on [low, high] with 0 < low < high (for scales such as ``lr``)."""
+class _Range(_Frozen):
+    """A distribution on [low, high]: its endpoints are what validation tries."""
 
-    type: Literal["loguniform"] = "loguniform"
+    def endpoints(self) -> list[tuple[tuple, Any]]:
+        return [(("low",), self.low), (("high",), self.high)]  # type: ignore[attr-defined]
+
+
+class _Interval(_Range):
+    """Floats on [low, high] with low < high; ``_LOG`` samples on a log scale (low > 0)."""
+
+    type: str
     low: Num
     high: Num
+    _LOG: ClassVar[bool] = False
 
     @model_validator(mode="after")
-    def _bounds(self) -> "LogUniform":
+    def _bounds(self) -> "_Interval":
         problems = []
-        if self.low <= 0:
+        if self._LOG and self.low <= 0:
             problems.append((("low",), f"expected > 0 (log scale), got {self.low!r}"))
         if self.high <= self.low:
             problems.append((("high",), f"expected > low ({self.low!r}), got {self.high!r}"))
@@ -38,42 +46,28 @@ class LogUniform(_Frozen):
             raise _Problems(problems)
         return self
 
-    def endpoints(self) -> list[tuple[tuple, Any]]:
-        return [(("low",), self.low), (("high",), self.high)]
-
     def to_optuna(self) -> Any:
         from optuna.distributions import FloatDistribution
-        return FloatDistribution(self.low, self.high, log=True)
+        return FloatDistribution(self.low, self.high, log=self._LOG)
 
     def __str__(self) -> str:
-        return f"loguniform({self.low!r}, {self.high!r})"
+        return f"{self.type}({self.low!r}, {self.high!r})"
 
 
-class Uniform(_Frozen):
+class LogUniform(_Interval):
+    """Log-uniform on [low, high] with 0 < low < high (for scales such as ``lr``)."""
+
+    type: Literal["loguniform"] = "loguniform"
+    _LOG: ClassVar[bool] = True
+
+
+class Uniform(_Interval):
     """Uniform on [low, high] with low < high."""
 
     type: Literal["uniform"] = "uniform"
-    low: Num
-    high: Num
-
-    @model_validator(mode="after")
-    def _bounds(self) -> "Uniform":
-        if self.high <= self.low:
-            raise _Problems([(("high",), f"expected > low ({self.low!r}), got {self.high!r}")])
-        return self
-
-    def endpoints(self) -> list[tuple[tuple, Any]]:
-        return [(("low",), self.low), (("high",), self.high)]
-
-    def to_optuna(self) -> Any:
-        from optuna.distributions import FloatDistribution
-        return FloatDistribution(self.low, self.high)
-
-    def __str__(self) -> str:
-        return f"uniform({self.low!r}, {self.high!r})"
 
 
-class IntRange(_Frozen):
+class IntRange(_Range):
     """Integers low, low + step, ..., high (log-spaced sampling when ``log``, then step 1)."""
 
     type: Literal["int"] = "int"
@@ -99,9 +93,6 @@ class IntRange(_Frozen):
         if problems:
             raise _Problems(problems)
         return self
-
-    def endpoints(self) -> list[tuple[tuple, Any]]:
-        return [(("low",), self.low), (("high",), self.high)]
 
     def to_optuna(self) -> Any:
         from optuna.distributions import IntDistribution
