@@ -320,7 +320,7 @@ def test_a_tracking_uri_with_a_credential_is_refused_without_showing_it(uri, tmp
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # the default store, from the environment
     with pytest.raises(SpecError, match=r"from \$MLFLOW_TRACKING_URI") as info:
-        SweepSpec.from_dict({**data, "mlflow": {}})
+        SweepSpec.from_dict({**data, "mlflow": {}}).resolved()  # read where a sweep starts
     assert secret not in str(info.value)
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
 

@@ -1,4 +1,4 @@
-"""Tests of the sweep specification (tune/spec.py, tune/constraints.py).
+"""Tests of the sweep specification (tune/spec/, tune/objectives.py).
 
 Run: .venv/bin/python -m pytest tests/test_spec.py -q
 """
@@ -24,7 +24,7 @@ from tgo.config import TrainConfig
 from tune.objectives import RESULT_ATTR, Constraint, Constraints, Direction, Metric
 from tune.search import make_sampler
 from tune.spec import (SEARCHABLE, EvaluationSpec, PrunerName, SamplerName, SpecError,
-                       SweepSpec, load_spec)
+                       SweepSpec, default_tracking_uri, load_spec)
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -78,7 +78,8 @@ def test_digits_quick_is_the_documented_default() -> None:
     assert (spec.num_samples, spec.max_concurrent, spec.resources.cpu) == (8, 2, 1.0)
     assert [a.value for a in spec.evaluation.attacks] == ["pgd", "apgd"]   # the worst case
     assert (spec.evaluation.attack, spec.evaluation.eps, spec.evaluation.steps) == (None, 0.1, 10)
-    assert Path(spec.storage_path).name == "runs" and Path(spec.storage_path).is_absolute()
+    assert spec.storage_path == "runs"  # as written until resolved where the sweep starts
+    assert Path(spec.resolved().storage_path).is_absolute()
 
 
 def test_cifar_example_is_gpu_sized() -> None:
@@ -113,8 +114,48 @@ def test_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert (ev.eps, ev.steps, ev.restarts) == (0.1, 20, 1)
     assert (ev.step_size, ev.eot_samples, ev.max_examples) == (None, None, None)
     assert spec.mlflow.experiment == "t"
-    assert spec.mlflow.tracking_uri == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
-    assert spec.storage_path == str(tmp_path.resolve() / "runs")
+    assert (spec.mlflow.tracking_uri, spec.storage_path) == (None, "runs")  # not resolved
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    here = spec.resolved()
+    assert here.mlflow.tracking_uri == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
+    assert here.storage_path == str(tmp_path.resolve() / "runs")
+
+
+def test_validation_is_pure_and_resolution_reads_the_place_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same mapping validates to the same spec whatever $MLFLOW_TRACKING_URI and the
+    working directory are; resolved() reads them, once, and keeps the hash."""
+    specs = []
+    for uri, folder in (("http://127.0.0.1:5000", tmp_path / "a"), (None, tmp_path / "b")):
+        folder.mkdir()
+        monkeypatch.chdir(folder)
+        if uri:
+            monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+        else:
+            monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        specs.append(SweepSpec.from_dict(spec_with(storage_path="~/runs")))
+    a, b = specs
+    assert a == b and a.hash() == b.hash()
+    assert (a.mlflow.tracking_uri, a.storage_path) == (None, "~/runs")
+
+    env_uri = a.resolved(environ={"MLFLOW_TRACKING_URI": "http://mlflow:5000"}, cwd=tmp_path)
+    assert env_uri.mlflow.tracking_uri == "http://mlflow:5000"
+    from_cwd = a.resolved(environ={}, cwd=tmp_path / "a")
+    assert from_cwd.mlflow.tracking_uri == f"sqlite:///{(tmp_path / 'a').resolve()}/mlflow.db"
+    assert from_cwd.storage_path == str(Path("~/runs").expanduser().resolve())
+    assert from_cwd.hash() == env_uri.hash() == a.hash()
+    assert default_tracking_uri({}, cwd=tmp_path / "b") == \
+        f"sqlite:///{(tmp_path / 'b').resolve()}/mlflow.db"
+    # the process's own place: what was current and set above (folder b, no variable)
+    assert a.resolved().mlflow.tracking_uri == f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+    # a spec that names its store and an absolute folder keeps them; resolving is idempotent
+    named = SweepSpec.from_dict(spec_with(mlflow={"tracking_uri": "http://h:5000"},
+                                          storage_path=str(tmp_path / "runs")))
+    assert named.resolved(environ={"MLFLOW_TRACKING_URI": "http://other:1"}, cwd="/") == \
+        named.resolved() == named.resolved().resolved()
+    # a bad store in the environment is an error where it is read, not in validation
+    with pytest.raises(SpecError, match=r"mlflow\.tracking_uri: .*from \$MLFLOW_TRACKING_URI"):
+        a.resolved(environ={"MLFLOW_TRACKING_URI": "not a uri"})
 
 
 def test_single_objective_defaults_to_median_on_its_val_metric() -> None:

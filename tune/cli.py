@@ -103,7 +103,7 @@ def _cmd_sweep_run(ns: argparse.Namespace) -> int:
     from tune.runner import run_sweep
     from tune.spec import load_spec
 
-    spec = load_spec(ns.spec)
+    spec = load_spec(ns.spec).resolved()  # where results go, before anything prints
     _console_log()
     if ns.num_samples is not None:
         spec = spec.model_copy(update={"num_samples": ns.num_samples})

@@ -211,12 +211,14 @@ def run_sweep(spec: SweepSpec, *, address: str | None = None,
 
     ``parent_run_id`` makes the sweep log under an MLflow parent run created beforehand
     (``tgo submit`` creates it before the Ray Job starts, so it can print its URL); it must
-    be a sweep run of the same spec hash.
+    be a sweep run of the same spec hash. Where results go is resolved here, once
+    (:meth:`SweepSpec.resolved`: ``$MLFLOW_TRACKING_URI`` and the working directory).
     """
     from ray import tune as raytune
 
     from tune.tracking import check_reachable
 
+    spec = spec.resolved()
     logging.getLogger("optuna").setLevel(logging.WARNING)
     check_reachable(spec.mlflow.tracking_uri)
     _init_ray(address)
@@ -247,7 +249,7 @@ def resume_sweep(path: str | os.PathLike, *, address: str | None = None) -> Swee
     if not (experiment_path / SPEC_FILE).is_file():
         raise FileNotFoundError(f"path: no sweep at {experiment_path} (expected {SPEC_FILE} "
                                 "there, written when the sweep started)")
-    spec = load_spec(experiment_path / SPEC_FILE)
+    spec = load_spec(experiment_path / SPEC_FILE).resolved()  # saved resolved: a no-op
     versions.check_resumable(experiment_path)   # refuses before anything is touched
     logging.getLogger("optuna").setLevel(logging.WARNING)
     if not any(experiment_path.glob("experiment_state-*.json")):

@@ -19,13 +19,12 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from tune.pareto import Objective
 from tune.redact import redact_uri
-from tune.spec import SweepSpec, load_spec
+from tune.spec import SPEC_FILE, SweepSpec, default_tracking_uri, load_spec
 from tune.tracking import schema
 
 __all__ = ["SweepFront", "TrialRun", "child_runs", "find_parent_run", "load_front",
@@ -38,12 +37,11 @@ def resolve_sweep(sweep: str, tracking_uri: str | None = None, experiment: str |
     spec = None
     path = Path(sweep)
     if path.is_file():
-        spec = load_spec(path)
-    elif (path / "sweep_spec.yaml").is_file():
-        spec = load_spec(path / "sweep_spec.yaml")
+        spec = load_spec(path).resolved()
+    elif (path / SPEC_FILE).is_file():
+        spec = load_spec(path / SPEC_FILE).resolved()
     name = spec.name if spec else sweep
-    uri = tracking_uri or (spec.mlflow.tracking_uri if spec else None) \
-        or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+    uri = tracking_uri or (spec.mlflow.tracking_uri if spec else default_tracking_uri())
     exp = experiment or (spec.mlflow.experiment if spec else name)
     db = uri[len("sqlite:///"):].split("?")[0] if uri.startswith("sqlite:///") else ""
     if db and db != ":memory:" and not Path(db).is_file():  # reading must not create a store

@@ -66,7 +66,7 @@ def sync_sweep(path: str | os.PathLike) -> SyncReport:
         raise FileNotFoundError(f"path: {experiment_path} has no {journal.SWEEP_FILE}: the "
                                 "sweep never reached MLflow, so there is no parent run to "
                                 "sync into")
-    spec = load_spec(experiment_path / SPEC_FILE)
+    spec = load_spec(experiment_path / SPEC_FILE).resolved()
     tracker = make_tracker(spec, parent_run_id=info["parent_run_id"])
     before = _parent_status(tracker)
     tracker.start()   # sets the parent RUNNING; restored or finished below
