@@ -173,3 +173,23 @@ def test_study_records_keep_every_trial_field():
     assert again.user_attrs == {"note": "kept"} and again.directions == study.directions
     with pytest.raises(ValueError, match="format"):
         _study_records.load({"format": 99}, None)
+
+
+def test_callbacks_see_the_restored_scheduler_after_tuner_pkl(tmp_path):
+    """Ray pickles the TuneConfig (scheduler) and the RunConfig (callbacks) into one
+    tuner.pkl; after loading it the callbacks still ask the very scheduler into which the
+    searcher's checkpoint restores the prune records."""
+    from tune.runner import _callbacks
+
+    spec = _spec(tmp_path, "nsga2", []).resolved()
+    search = _used_searcher(spec)
+    scheduler = search._scheduler
+    callbacks = _callbacks(spec, tmp_path, scheduler)
+    state = pickle.loads(pickle.dumps({"tune_config": (search, scheduler),
+                                       "run_config": callbacks}))
+    restored_search, restored_scheduler = state["tune_config"]
+    assert restored_search._scheduler is restored_scheduler
+    for callback in state["run_config"]:
+        lookup = getattr(callback, "_pruned_lookup", None) or callback._pruned
+        assert lookup.__self__ is restored_scheduler
+        assert lookup("c") == scheduler.prune_record("c") and lookup("a") is None

@@ -162,6 +162,8 @@ def _wait_for_job(client, job_id: str) -> int:
 
 
 def _close_parent(close, info, status: str) -> None:
+    from tune.jobs import META_PARENT_RUN
+
     try:
         mark = close(info, status)
     except Exception as exc:  # noqa: BLE001 - the job's outcome stands; MLflow is a courtesy
@@ -169,7 +171,7 @@ def _close_parent(close, info, status: str) -> None:
               file=sys.stderr)
     else:
         if mark:
-            print(f"MLflow parent run {info.metadata['tgo.parent_run_id']} marked {mark}")
+            print(f"MLflow parent run {info.metadata[META_PARENT_RUN]} marked {mark}")
 
 
 def _cmd_submit(ns: argparse.Namespace) -> int:

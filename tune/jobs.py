@@ -62,6 +62,11 @@ __all__ = [
     "sweep_entrypoint",
 ]
 
+#: Keys of a submitted sweep's Ray Job metadata (``tgo jobs`` reads them back).
+META_SWEEP, META_EXPERIMENT, META_SPEC_HASH = "tgo.sweep_name", "tgo.experiment", "tgo.spec_hash"
+META_TRACKING_URI, META_PARENT_RUN = "tgo.tracking_uri", "tgo.parent_run_id"
+META_MLFLOW_URL = "tgo.mlflow_url"
+
 #: Environment variable that carries the spec (YAML text) into the job.
 SPEC_ENV = "TGO_SWEEP_SPEC"
 
@@ -208,11 +213,11 @@ def submit_sweep(spec_path: str | os.PathLike, *, address: str | None = None,
     entrypoint = sweep_entrypoint(spec_file, parent, python)
     env = project_runtime_env(root, pip=pip,
                               env_vars={SPEC_ENV: yaml.safe_dump(data, sort_keys=False)})
-    metadata = {"tgo.sweep_name": spec.name, "tgo.experiment": spec.mlflow.experiment,
-                "tgo.tracking_uri": uri, "tgo.parent_run_id": parent,
-                "tgo.spec_hash": spec.hash()}
+    metadata = {META_SWEEP: spec.name, META_EXPERIMENT: spec.mlflow.experiment,
+                META_TRACKING_URI: uri, META_PARENT_RUN: parent,
+                META_SPEC_HASH: spec.hash()}
     if tracker.url():
-        metadata["tgo.mlflow_url"] = tracker.url()
+        metadata[META_MLFLOW_URL] = tracker.url()
     try:
         job = client.submit(entrypoint, env, submission_id=job_id, metadata=metadata)
     except BaseException:
@@ -232,7 +237,7 @@ def close_parent_run(info: Any, status: str) -> str | None:
     (``KILLED`` or ``FAILED``, never ``FINISHED``).
     """
     meta = getattr(info, "metadata", None) or {}
-    uri, run_id = meta.get("tgo.tracking_uri"), meta.get("tgo.parent_run_id")
+    uri, run_id = meta.get(META_TRACKING_URI), meta.get(META_PARENT_RUN)
     if not uri or not run_id or status not in ("FAILED", "STOPPED"):
         return None
     from mlflow import MlflowClient
@@ -259,7 +264,7 @@ def format_jobs(jobs: Sequence[Any]) -> str:
     for job in jobs:
         entry = job.entrypoint if len(job.entrypoint) <= 60 else job.entrypoint[:57] + "..."
         rows.append([job.submission_id, str(job.status.value),
-                     (job.metadata or {}).get("tgo.sweep_name", "-"), _when(job.start_time),
+                     (job.metadata or {}).get(META_SWEEP, "-"), _when(job.start_time),
                      entry])
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip(),
@@ -273,12 +278,12 @@ def describe_job(info: Any, dashboard_url: str) -> str:
     meta = info.metadata or {}
     lines = [f"job:        {info.submission_id}",
              f"status:     {info.status.value}" + (f" ({info.message})" if info.message else "")]
-    if meta.get("tgo.sweep_name"):
-        lines.append(f"sweep:      {meta['tgo.sweep_name']} (MLflow experiment "
-                     f"{meta.get('tgo.experiment', '?')!r}, spec {meta.get('tgo.spec_hash', '?')})")
-        lines.append("MLflow:     " + (meta.get("tgo.mlflow_url") or
-                                       f"parent run {meta.get('tgo.parent_run_id')} at "
-                                       f"{meta.get('tgo.tracking_uri')}"))
+    if meta.get(META_SWEEP):
+        lines.append(f"sweep:      {meta[META_SWEEP]} (MLflow experiment "
+                     f"{meta.get(META_EXPERIMENT, '?')!r}, spec {meta.get(META_SPEC_HASH, '?')})")
+        lines.append("MLflow:     " + (meta.get(META_MLFLOW_URL) or
+                                       f"parent run {meta.get(META_PARENT_RUN)} at "
+                                       f"{meta.get(META_TRACKING_URI)}"))
     lines += [f"dashboard:  {dashboard_url}",
               f"started:    {_when(info.start_time)}",
               f"ended:      {_when(info.end_time)}"]

@@ -129,7 +129,7 @@ def _save_spec(spec: SweepSpec, experiment_path: Path) -> None:
     (experiment_path / SPEC_FILE).write_text(text)
 
 
-def _build_tuner(spec: SweepSpec, callbacks: list):
+def _build_tuner(spec: SweepSpec, experiment_path: Path, parent_run_id: str | None):
     from ray import tune as raytune
 
     from tune.search import make_scheduler, make_searcher
@@ -137,6 +137,7 @@ def _build_tuner(spec: SweepSpec, callbacks: list):
 
     scheduler = make_scheduler(spec)
     searcher = make_searcher(spec, scheduler)
+    callbacks = _callbacks(spec, experiment_path, scheduler, parent_run_id)
     tune_config = raytune.TuneConfig(
         search_alg=searcher, scheduler=scheduler, num_samples=spec.num_samples,
         max_concurrent_trials=spec.max_concurrent, reuse_actors=True)
@@ -144,19 +145,12 @@ def _build_tuner(spec: SweepSpec, callbacks: list):
         name=spec.name, storage_path=spec.storage_path, callbacks=callbacks, verbose=1,
         failure_config=raytune.FailureConfig(max_failures=spec.max_failures),
         checkpoint_config=raytune.CheckpointConfig(num_to_keep=2))
-    return make_trainable(spec), tune_config, run_config, scheduler
+    return make_trainable(spec), tune_config, run_config
 
 
-#: The pruning scheduler of the sweep running in this (driver) process. Callbacks look it
-#: up through :func:`pruned_info`, a module function, so that the copies Ray pickles into
-#: ``tuner.pkl`` and restores on resume still see the live scheduler.
-_LIVE: dict[str, Any] = {}
-
-
-def pruned_info(trial_id: str):
-    """The prune record of ``trial_id`` in the live scheduler, or None."""
-    scheduler = _LIVE.get("scheduler")
-    return None if scheduler is None else scheduler.pruned.get(trial_id)
+def _never_pruned(trial_id: str) -> None:
+    """The prune lookup of a sweep without a pruner."""
+    return None
 
 
 def _driver_env_defaults() -> None:
@@ -166,17 +160,24 @@ def _driver_env_defaults() -> None:
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
 
 
-def _callbacks(spec: SweepSpec, experiment_path: Path,
+def _callbacks(spec: SweepSpec, experiment_path: Path, scheduler,
                parent_run_id: str | None = None) -> list:
+    """The MLflow and progress callbacks; they ask ``scheduler`` which trials it pruned.
+
+    Ray pickles the scheduler (in the TuneConfig) and these callbacks (in the RunConfig)
+    into one ``tuner.pkl``, so after ``Tuner.restore`` they still share one scheduler, the
+    one the searcher's checkpoint restores the prune records into.
+    """
     from tgo.checkpoint import load_model
     from tune.tracking.callback import MlflowSweepCallback
     from tune.progress import ProgressCallback
 
     _driver_env_defaults()
     tracker = make_tracker(spec, parent_run_id)
-    return [MlflowSweepCallback(tracker, pruned_lookup=pruned_info, load_model=load_model,
+    lookup = scheduler.prune_record if scheduler is not None else _never_pruned
+    return [MlflowSweepCallback(tracker, pruned_lookup=lookup, load_model=load_model,
                                 experiment_path=experiment_path),
-            ProgressCallback(spec, pruned_lookup=pruned_info)]
+            ProgressCallback(spec, pruned_lookup=lookup)]
 
 
 def _outcome(spec: SweepSpec, results, experiment_path: Path, callbacks: list,
@@ -230,9 +231,8 @@ def run_sweep(spec: SweepSpec, *, address: str | None = None,
                          f"{experiment_path}` or give the spec another name")
     _save_spec(spec, experiment_path)
     versions.write(experiment_path)
-    callbacks = _callbacks(spec, experiment_path, parent_run_id)
-    trainable, tune_config, run_config, scheduler = _build_tuner(spec, callbacks)
-    _LIVE["scheduler"] = scheduler
+    trainable, tune_config, run_config = _build_tuner(spec, experiment_path, parent_run_id)
+    callbacks = run_config.callbacks
     tuner = raytune.Tuner(trainable, tune_config=tune_config, run_config=run_config)
     start = time.perf_counter()
     results = tuner.fit()
@@ -270,9 +270,7 @@ def resume_sweep(path: str | os.PathLike, *, address: str | None = None) -> Swee
                                   resume_unfinished=True, resume_errored=True)
     # Ray restores the TuneConfig (searcher + scheduler) and RunConfig (callbacks) it
     # pickled at the start; the searcher carries the scheduler's saved state.
-    tune_config = tuner._local_tuner._tune_config  # noqa: SLF001 (no public accessor)
-    _LIVE["scheduler"] = tune_config.scheduler
-    callbacks = tuner._local_tuner._run_config.callbacks  # noqa: SLF001
+    callbacks = tuner._local_tuner._run_config.callbacks  # noqa: SLF001 (no public accessor)
     _keep_parent_run(callbacks, experiment_path)
     start = time.perf_counter()
     results = tuner.fit()

@@ -133,6 +133,10 @@ class OptunaPruningScheduler(_TrialScheduler):
         """Ray trial id -> :class:`PruneInfo` of every trial this scheduler stopped."""
         return dict(self._pruned)
 
+    def prune_record(self, trial_id: str) -> PruneInfo | None:
+        """The :class:`PruneInfo` of ``trial_id`` if this scheduler stopped it, else None."""
+        return self._pruned.get(trial_id)
+
     @property
     def study(self) -> optuna.study.Study:
         """The mirror study (read it, do not tell its trials)."""
