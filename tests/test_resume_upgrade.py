@@ -87,7 +87,8 @@ def test_a_sweep_saved_under_optuna_5_0_resumes_under_the_locked_optuna(
     resumed = subprocess.run([*TGO, "sweep", "resume", str(experiment)], capture_output=True,
                              text=True, env=drill._env(), cwd=tmp_path, timeout=900)
     text = resumed.stdout + resumed.stderr
-    assert resumed.returncode == 0 and "Traceback" not in text, text[-4000:]
+    unknown_tracebacks, _ = drill._tracebacks(text)   # Ray's known checkpoint-GC log aside
+    assert resumed.returncode == 0 and not unknown_tracebacks, text[-4000:]
     assert f"resuming under optuna {optuna.__version__} (saved under {OLD_OPTUNA})" in text
     line = next(l for l in text.splitlines() if "restored the search" in l)
     assert int(line.split("NSGAIISampler study of ")[1].split()[0]) >= 2, line
