@@ -11,7 +11,6 @@ token auth), a real `mlflow server`, sweeps driven by `tgo sweep run` in a subpr
 Marked slow (several minutes on 2 cores). Every process is stopped by PID at the end.
 """
 
-import importlib.util
 import json
 import os
 import signal
@@ -22,6 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
+from scripts import load_script
 import yaml
 from mlflow import MlflowClient
 from ray import cloudpickle
@@ -37,9 +37,7 @@ CLUSTER = ROOT / "cluster" / "local_cluster.py"
 SERVE, STOP = ROOT / "mlflow" / "serve.sh", ROOT / "mlflow" / "stop.sh"
 TGO = [sys.executable, "-m", "tune.cli"]
 
-_spec = importlib.util.spec_from_file_location("local_cluster", CLUSTER)
-local_cluster = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(local_cluster)
+local_cluster = load_script("cluster/local_cluster.py", "local_cluster")
 
 
 def _run(cmd, timeout=600, **kw) -> subprocess.CompletedProcess:

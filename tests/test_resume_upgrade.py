@@ -10,7 +10,6 @@ Slow: about 3 minutes on 2 cores. Runs inside the loopback namespace of `make te
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import random
@@ -21,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+from scripts import script_module
 from mlflow import MlflowClient
 
 pytestmark = [pytest.mark.slow,
@@ -33,13 +33,8 @@ TGO = [sys.executable, "-m", "tune.cli"]
 
 @pytest.fixture(scope="module")
 def drill():
-    path = ROOT / "benchmarks" / "kill_resume.py"
-    spec = importlib.util.spec_from_file_location("benchmarks_kill_resume", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(spec.name, None)
+    with script_module("benchmarks/kill_resume.py", "benchmarks_kill_resume") as module:
+        yield module
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,6 @@ Run: bash .ci/loopback .venv/bin/python -m pytest tests/test_security.py -q
 from __future__ import annotations
 
 import concurrent.futures
-import importlib.util
 import json
 import os
 import re
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import pytest
+from scripts import load_script
 import torch
 import yaml
 
@@ -101,11 +101,7 @@ def test_mlflow_serve_script_binds_loopback_by_default():
 
 
 def _local_cluster_module():
-    spec = importlib.util.spec_from_file_location("local_cluster_script",
-                                                  REPO / "cluster" / "local_cluster.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("cluster/local_cluster.py", "local_cluster_script")
 
 
 def test_local_cluster_nodes_bind_loopback():
