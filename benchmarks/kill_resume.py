@@ -197,11 +197,11 @@ def main(argv: list[str] | None = None) -> int:
         outcomes[result.get("outcome", "failed")] += 1
         verdict = "ok" if not result["problems"] else "FAILED"
         failed += bool(result["problems"])
-        known_tracebacks = result.get("known_ray_tracebacks", 0)
-        known_logs += known_tracebacks
+        known = result.get("known_ray_tracebacks", 0)
+        known_logs += known
         print(f"run {i + 1}/{args.runs}: kill after {result['kill_after_s']} s, "
               f"{result.get('outcome', '-')}, {result['wall_s']} s: {verdict}"
-              + (f" (Ray printed {known_tracebacks} known traceback(s))" if known_tracebacks else ""),
+              + (f" (Ray printed {known} known traceback(s))" if known else ""),
               flush=True)
         for problem in result["problems"]:
             print(f"    {problem}", flush=True)
