@@ -51,11 +51,28 @@ def test_default_surrogate_is_spikingjelly_sigmoid_at_sigma_zero():
     assert node.params.surrogate.value == "sigmoid" and node.params.alpha == 4.0
 
 
-def test_default_surrogate_is_gaussian_density_when_noisy():
-    sigma = 0.3
+@pytest.mark.parametrize("sigma", [0.01, 0.3])
+def test_default_surrogate_when_noisy_is_gaussian_of_std_hypot_sigma_s0(sigma):
+    """The noise density widened by S0 = 1/sqrt(2 pi): never narrower than at sigma = 0."""
     node = NoisyLIFNode(noise_scale=sigma)
     assert node.params.surrogate.value == "erf"
-    assert node.params.alpha == pytest.approx(1 / (sigma * math.sqrt(2)))
+    std = math.sqrt(sigma**2 + 1 / (2 * math.pi))
+    from tgo.neurons import surrogate_gradient
+    x = torch.linspace(-1, 1, 11)
+    density = torch.exp(-x**2 / (2 * std**2)) / (std * math.sqrt(2 * math.pi))
+    got = surrogate_gradient(x, node.params.surrogate, node.params.alpha)
+    torch.testing.assert_close(got, density)
+    # Peak at most sigmoid(alpha 4)'s 1.0 (equal as sigma -> 0), and the area stays 1.
+    assert float(got[5]) <= 1.0 and float(got[5]) > 0.9 * (sigma < 0.1)
+    wide = torch.linspace(-8, 8, 16001)
+    area = surrogate_gradient(wide, node.params.surrogate, node.params.alpha).sum() * 0.001
+    assert float(area) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_exact_noise_density_still_available_with_explicit_alpha():
+    sigma = 0.2
+    node = NoisyLIFNode(noise_scale=sigma, surrogate="erf",
+                        surrogate_alpha=1 / (sigma * math.sqrt(2)))
     from tgo.neurons import surrogate_gradient
     x = torch.linspace(-1, 1, 11)
     density = torch.exp(-x**2 / (2 * sigma**2)) / (sigma * math.sqrt(2 * math.pi))
@@ -144,7 +161,7 @@ def test_pickle_and_deepcopy_keep_generator_state(sigma):
     (dict(noise_scale=-0.1), "noise_scale"),
     (dict(tau=1.0), "tau"),
     (dict(surrogate="gauss"), "surrogate"),
-    (dict(surrogate="erf", noise_scale=0.0), "surrogate"),
+    (dict(surrogate="erf", surrogate_alpha=0.0), "surrogate_alpha"),
 ])
 def test_bad_neuron_arguments_name_the_field(kwargs, field):
     with pytest.raises(ValueError, match=field):

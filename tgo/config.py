@@ -115,15 +115,17 @@ class TrainConfig:
         epochs, batch_size: training length.
         optimizer, lr, momentum, weight_decay: optimiser; the LR follows a cosine decay.
         regime: ``standard`` (clean inputs) or ``adversarial`` (train on ``attack_train``
-            examples at L-inf ``eps_train`` on [0, 1] pixels, PGD with ``pgd_steps_train``).
+            examples at L-inf ``eps_train`` on [0, 1] pixels, PGD with ``pgd_steps_train``;
+            eps_train 0 trains on clean inputs, so a sweep can search eps_train from 0).
         margin_weight: lambda_max, the weight of the threshold-guard loss (0 disables it).
         margin: delta, half-width of the guarded band around V_th (membrane-potential units).
         squared_hinge: square the hinge max(0, delta - |H - V_th|).
         lambda_schedule, ramp_fraction: cosine ramp of lambda from 0 to lambda_max over
             this fraction of training, or constant.
         noise_scale: sigma of the Gaussian membrane noise (0 gives plain LIF neurons).
-        surrogate: surrogate-gradient name; None picks ``erf`` (the exact Gaussian density)
-            when sigma > 0 and spikingjelly's ``sigmoid`` (alpha 4) when sigma = 0.
+        surrogate: surrogate-gradient name; None picks ``erf`` (a Gaussian density of std
+            sqrt(sigma^2 + S0^2), S0 = 1/sqrt(2 pi): never narrower than at sigma = 0) when
+            sigma > 0 and spikingjelly's ``sigmoid`` (alpha 4) when sigma = 0.
         noise_at_eval: keep the noise on in eval mode (the paper's models are stochastic).
         tau, v_threshold, v_reset: LIF constants; ``v_reset=None`` is a soft reset.
         seed: seeds the split, the initialisation, the batches and the neuron noise.
@@ -227,9 +229,6 @@ class TrainConfig:
         _check(isinstance(self.device, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?",
                                                              self.device) is not None,
                "device", "'auto', 'cpu' or 'cuda[:i]'", self.device)
-        if self.surrogate is Surrogate.ERF:
-            _check(self.noise_scale > 0, "surrogate",
-                   "'erf' only with noise_scale > 0 (its width is sigma)", self.surrogate.value)
 
     @property
     def surrogate_name(self) -> Surrogate:

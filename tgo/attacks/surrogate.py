@@ -34,7 +34,8 @@ def attacker_surrogate(model: nn.Module, name: Surrogate | str,
         model: a network with :class:`~tgo.neurons.NoisyLIFNode` neurons.
         name: ``sigmoid`` | ``atan`` | ``triangle`` | ``erf``.
         alpha: the surrogate's sharpness; None takes the default for ``name`` (``erf``:
-            matched to each node's sigma, so it needs sigma > 0 or an explicit alpha).
+            std sqrt(sigma^2 + S0^2) of each node's sigma; 1 / (sigma sqrt 2) gives the
+            exact density of the noise alone).
 
     Raises:
         ValueError: unknown ``name``, bad ``alpha``, or no NoisyLIFNode in ``model``.

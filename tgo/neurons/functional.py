@@ -10,9 +10,9 @@ Per step t, with input X[t], potential V[t-1] and Gaussian noise xi[t] ~ N(0, si
     \qquad V[t] = H[t] - S[t] V_{th} \quad \text{(soft reset)}
 
 Potentials are in units of V_th (dimensionless), time in steps. The backward pass uses the
-surrogate gradient dS/dH = g(H - V_th): for the ``erf`` surrogate matched to sigma this is
-the Gaussian density, the exact derivative of the firing probability
-E[S] = Phi((H - V_th) / sigma). With xi = 0 every number equals spikingjelly's LIFNode.
+surrogate gradient dS/dH = g(H - V_th): the default for sigma > 0 is the Gaussian density of
+std sqrt(sigma^2 + S0^2), the derivative of the firing probability Phi((H - V_th) / s) with
+the threshold smoothed by S0 besides the noise (:mod:`tgo.neurons.surrogates`). With xi = 0 every number equals spikingjelly's LIFNode.
 
 The whole T-step loop is one autograd node (forward and backward written out), so the
 charged potentials H come out of the forward pass at no extra cost and the guard loss can

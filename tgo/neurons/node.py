@@ -25,8 +25,8 @@ class NoisyLIFNode(neuron.LIFNode):
         v_threshold: firing threshold V_th.
         v_reset: hard-reset potential; None for a soft reset (subtract V_th).
         noise_scale: sigma >= 0, in the units of V_th.
-        surrogate: ``sigmoid`` | ``atan`` | ``triangle`` | ``erf``; None picks ``erf`` with
-            alpha = 1 / (sigma sqrt 2) (the exact Gaussian density) when sigma > 0 and
+        surrogate: ``sigmoid`` | ``atan`` | ``triangle`` | ``erf``; None picks ``erf`` of
+            std sqrt(sigma^2 + S0^2) (see :mod:`tgo.neurons.surrogates`) when sigma > 0 and
             spikingjelly's ``Sigmoid(alpha=4)`` when sigma = 0.
         surrogate_alpha: override the surrogate's sharpness.
         noise_at_eval: keep drawing noise in eval mode (the paper's models are stochastic).

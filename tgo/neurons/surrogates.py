@@ -2,9 +2,16 @@
 
 The formulas are spikingjelly's own (``spikingjelly/_ops/surrogate.py``), so a node using
 ``sigmoid`` with alpha 4 has exactly the gradients of spikingjelly's default
-``surrogate.Sigmoid()``. ``erf`` with alpha = 1 / (sigma * sqrt(2)) is the Gaussian density
-N(0, sigma^2): the exact derivative of the firing probability Phi((H - V_th) / sigma) of a
-noisy neuron.
+``surrogate.Sigmoid()``. ``erf`` is a Gaussian density N(0, s^2) with alpha = 1 / (s sqrt 2).
+
+The default width of ``erf`` on a neuron with noise sigma is s = sqrt(sigma^2 + S0^2): the
+derivative of the expected spike E[S] = Phi((H - V_th) / s) when the threshold is smoothed
+by a Gaussian of std S0 on top of the membrane noise. S0 = 1 / sqrt(2 pi) gives the
+Gaussian the peak (1) and the area (1) of spikingjelly's ``Sigmoid(alpha=4)``, the surrogate
+of a noiseless neuron, so the gradient never gets narrower than at sigma = 0. The exact
+density of the noise alone (s = sigma) collapses as sigma -> 0: at sigma 0.035 few
+potentials get any gradient and a digits network stays at chance (issue 15); pass
+``alpha = 1 / (sigma sqrt 2)`` to get it back.
 
 Example:
     >>> import torch
@@ -21,17 +28,28 @@ import torch
 
 from tgo.config import Surrogate, as_enum
 
-__all__ = ["DEFAULT_ALPHA", "resolve", "surrogate_at", "surrogate_gradient"]
+__all__ = ["DEFAULT_ALPHA", "SMOOTHING_STD", "erf_alpha", "resolve", "surrogate_at",
+           "surrogate_gradient"]
 
 # spikingjelly's defaults: Sigmoid(alpha=4), ATan(alpha=2), PiecewiseQuadratic(alpha=1).
 DEFAULT_ALPHA = {Surrogate.SIGMOID: 4.0, Surrogate.ATAN: 2.0, Surrogate.TRIANGLE: 1.0}
+
+# S0: the std of the Gaussian whose peak, 1 / (S0 sqrt(2 pi)), is Sigmoid(alpha=4)'s peak,
+# alpha / 4 = 1 (both have area 1, so they have the same effective width, area / peak).
+SMOOTHING_STD = 1.0 / math.sqrt(2.0 * math.pi)
+
+
+def erf_alpha(noise_scale: float, smoothing: float = SMOOTHING_STD) -> float:
+    """alpha of the default ``erf`` surrogate: a Gaussian of std sqrt(sigma^2 + S0^2)."""
+    return 1.0 / (math.sqrt(2.0) * math.hypot(noise_scale, smoothing))
 
 
 def resolve(name: Surrogate | str | None, noise_scale: float,
             alpha: float | None = None) -> tuple[Surrogate, float]:
     """Pick the surrogate and its alpha for a neuron with noise ``noise_scale``.
 
-    ``None`` means ``erf`` (matched to sigma) when sigma > 0, else ``sigmoid``.
+    ``None`` means ``erf`` (std sqrt(sigma^2 + S0^2)) when sigma > 0, else ``sigmoid``
+    (alpha 4, spikingjelly's default, so a noiseless neuron is exactly spikingjelly's).
     """
     kind = (Surrogate.ERF if noise_scale > 0 else Surrogate.SIGMOID) if name is None \
         else as_enum(Surrogate, name, "surrogate")
@@ -40,11 +58,7 @@ def resolve(name: Surrogate | str | None, noise_scale: float,
             raise ValueError(f"surrogate_alpha: expected > 0, got {alpha!r}")
         return kind, float(alpha)
     if kind is Surrogate.ERF:
-        if noise_scale <= 0:
-            raise ValueError("surrogate: expected 'erf' only with noise_scale > 0 "
-                             "(its width is sigma) or an explicit surrogate_alpha, "
-                             f"got noise_scale={noise_scale!r}")
-        return kind, 1.0 / (noise_scale * math.sqrt(2.0))
+        return kind, erf_alpha(noise_scale)
     return kind, DEFAULT_ALPHA[kind]
 
 
