@@ -11,6 +11,7 @@ import pytest
 import tune.plots as plots_module
 from tune.pareto import Objective, pareto_front
 from tune.plots import pareto_figure, pareto_html, pareto_png
+from tune.plots import pareto_projections_figure
 
 TWO = [Objective("robust_acc", "max"), Objective("clean_acc", "max")]
 THREE = TWO + [Objective("spike_rate", "min")]
@@ -109,16 +110,33 @@ def test_figure_counts_match_pareto_front_on_a_sweep():
     assert hover_ids == front_ids
 
 
-def test_html_is_small_and_names_front_trials(tmp_path):
+def test_html_is_self_contained_and_names_front_trials(tmp_path):
     recs = _records()
     out = pareto_html(recs, THREE, tmp_path / "sub" / "pareto.html", label_keys=LABELS, title="sweep 1")
     assert out == tmp_path / "sub" / "pareto.html" and out.is_file()
     text = out.read_text()
-    assert len(out.read_bytes()) < 100_000
-    assert "cdn.plot.ly" in text  # plotly.js is loaded from the CDN, not inlined
+    # plotly.js is inside the page (one copy), nothing is fetched from a CDN or elsewhere
+    assert text.count("<script src=") == 0 and 'src="http' not in text
+    assert text.count("plotly.js v") == 1 and len(out.read_bytes()) > 3_000_000
     assert "sweep 1" in text
     for rec in pareto_front(recs, THREE):
         assert rec["trial_id"] in text
+
+
+def test_projections_mark_the_same_front_in_every_plane():
+    """Three objectives: one panel per pair, the front over all three in each."""
+    fig = pareto_projections_figure(SMALL, THREE, label_keys=("trial_id",))
+    front_traces = [t for t in fig.data if t.name == "Pareto front"]
+    assert len(front_traces) == 3                        # (0, 1), (0, 2), (1, 2)
+    assert [len(t.x) for t in front_traces] == [4, 4, 4]  # t4 lacks clean_acc
+    # panel 2 is robust_acc vs spike_rate: x is robust_acc, y spike_rate
+    assert sorted(front_traces[1].x) == [0.2, 0.4, 0.5, 0.7]
+    assert sorted(front_traces[1].y) == [0.1, 0.2, 0.25, 0.3]
+    titles = [a.text for a in fig.layout.annotations]
+    assert titles == ["robust_acc vs clean_acc", "robust_acc vs spike_rate",
+                      "clean_acc vs spike_rate"]
+    with pytest.raises(ValueError, match="at least 3"):
+        pareto_projections_figure(SMALL, TWO)
 
 
 @pytest.mark.parametrize("objs", [TWO, THREE], ids=["2d", "3d"])
@@ -128,9 +146,9 @@ def test_png_is_a_valid_png(tmp_path, objs):
     data = out.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(data) > 10_000
-    # IHDR: width and height of a 7 x 5 inch figure at 120 dpi
+    # IHDR: a 7 x 5 inch figure at 120 dpi, or three projection panels side by side
     width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
-    assert (width, height) == (840, 600)
+    assert (width, height) == ((840, 600) if len(objs) == 2 else (1656, 552))
 
 
 def test_plots_handle_records_without_front(tmp_path):
@@ -148,5 +166,9 @@ def test_bad_arguments_raise(tmp_path):
 
 
 def test_docstring_examples():
-    result = doctest.testmod(plots_module)
-    assert result.attempted >= 3 and result.failed == 0
+    import tune.plots.figure
+    import tune.plots.projections
+
+    for module in (plots_module, tune.plots.figure, tune.plots.projections):
+        result = doctest.testmod(module)
+        assert result.attempted >= 3 and result.failed == 0, module.__name__

@@ -26,6 +26,7 @@ from tgo.attacks import check_budget
 from tgo.config import Attack, TrainConfig, as_enum
 from tgo.data import DataSplits
 from tgo.diagnostics import firing_rate, near_threshold_fraction
+from tgo.energy import synaptic_operations
 from tgo.evaluate import RobustnessResult
 from tgo.neurons import recording
 from tgo.worst_case import DEFAULT_ATTACKS, WorstCaseResult, label, worst_case
@@ -95,7 +96,9 @@ def final_evaluation(model: torch.nn.Module, config: TrainConfig, splits: DataSp
     ``clean_acc``; ``robust_acc``, the per-example worst case over ``settings.attacks``;
     ``robust_acc_<attack>`` for each attack; the ``eval_*`` keys describing the attacks
     (:meth:`tgo.worst_case.WorstCaseResult.as_metrics`); ``eval_description`` naming the
-    whole set; ``spike_rate`` and ``near_threshold``.
+    whole set; ``spike_rate`` and ``near_threshold``; ``sops``, the synaptic operations
+    per inference (:mod:`tgo.energy`), with ``macs`` of the analog stem beside it. The three
+    activity metrics come from forwards of the first 512 test examples, noise as deployed.
     """
     test = splits.test
     if settings.max_examples is not None and settings.max_examples < len(test):
@@ -109,7 +112,8 @@ def final_evaluation(model: torch.nn.Module, config: TrainConfig, splits: DataSp
     x = torch.stack([test[i][0] for i in range(min(len(test), 512))]).to(device)
     with torch.no_grad(), recording(model) as potentials:
         rate = firing_rate(model, x)
-    return {**result.as_metrics(), "spike_rate": rate,
+    ops = synaptic_operations(model, x)
+    return {**result.as_metrics(), "spike_rate": rate, "sops": ops.sops, "macs": ops.macs,
             "near_threshold": near_threshold_fraction(potentials, config.v_threshold,
                                                       config.margin),
             "eval_description": describe_attack(result)}

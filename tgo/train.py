@@ -30,6 +30,7 @@ from tgo.attacks import make_attack
 from tgo.errors import TgoError
 from tgo.config import Optimizer, Regime, TrainConfig
 from tgo.diagnostics import firing_rate, near_threshold_fraction
+from tgo.energy import synaptic_operations
 from tgo.evaluate import robustness
 from tgo.losses import LambdaSchedule, threshold_guard_loss
 from tgo.models import SpikingClassifier
@@ -148,8 +149,10 @@ def _train_epoch(state: TrainState, schedule: LambdaSchedule, device: torch.devi
     loader = DataLoader(state.splits.train, batch_size=cfg.batch_size, shuffle=True,
                         generator=state.loader_rng, num_workers=cfg.num_workers,
                         drop_last=len(state.splits.train) > cfg.batch_size)
+    # eps_train 0 is clean training (a PGD of radius 0 returns x): no attack runs, so a
+    # sweep can search eps_train over [0, ...] and compare standard with adversarial.
     adversary = (make_attack(cfg.attack_train, eps=cfg.eps_train, steps=cfg.pgd_steps_train)
-                 if cfg.regime is Regime.ADVERSARIAL else None)
+                 if cfg.regime is Regime.ADVERSARIAL and cfg.eps_train > 0 else None)
     totals = {"train_loss": 0.0, "task_loss": 0.0, "guard_loss": 0.0}
     seen = 0
     batches = loader
@@ -188,7 +191,8 @@ def _train_epoch(state: TrainState, schedule: LambdaSchedule, device: torch.devi
 
 def validate(state: TrainState) -> dict[str, float]:
     """Clean accuracy on the validation split, and on a fixed subset of it: the cheap
-    attack, the firing rate and the near-threshold fraction (model in eval mode)."""
+    attack, the firing rate, the near-threshold fraction and the synaptic operations per
+    inference (model in eval mode)."""
     cfg, model = state.config, state.model
     device = next(model.parameters()).device
     subset = torch.utils.data.Subset(state.splits.val,
@@ -205,11 +209,12 @@ def validate(state: TrainState) -> dict[str, float]:
                               batch_size=512, device=device, generator=state.noise_rng)
         with torch.no_grad(), recording(model) as potentials:
             rate = firing_rate(model, x_sub)
+        sops = synaptic_operations(model, x_sub).sops
     finally:
         model.train(was_training)
     near = near_threshold_fraction(potentials, cfg.v_threshold, cfg.margin)
     return {"val_clean_acc": clean, "val_robust_acc": attacked.robust_acc,
-            "val_spike_rate": rate, "val_near_threshold": near}
+            "val_spike_rate": rate, "val_near_threshold": near, "val_sops": sops}
 
 
 @torch.no_grad()
@@ -261,7 +266,7 @@ def fit(config: TrainConfig, report: Reporter | None = None, *,
         config: the run's settings.
         report: called after every epoch with the metrics (``epoch``, ``train_loss``,
             ``task_loss``, ``guard_loss``, ``lambda``, ``val_clean_acc``,
-            ``val_robust_acc``, ``val_spike_rate``, ``val_near_threshold``) and the
+            ``val_robust_acc``, ``val_spike_rate``, ``val_near_threshold``, ``val_sops``) and the
             :class:`TrainState` (``state.save(folder)`` writes a checkpoint).
         resume_from: a checkpoint (file or folder) to continue from; its config must equal
             ``config`` up to ``epochs``.

@@ -15,21 +15,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-__all__ = ["add_subcommands", "format_front", "mlflow_ui_command"]
-
-
-def mlflow_ui_command(tracking_uri: str) -> str:
-    """The command that opens the MLflow UI on ``tracking_uri``."""
-    if tracking_uri.startswith(("http://", "https://")):
-        return f"open {tracking_uri}"
-    beside = Path(sys.executable).parent / "mlflow"   # the venv's mlflow, as `make` runs it
-    exe = os.path.relpath(beside) if beside.exists() else "mlflow"
-    return f"{exe} ui --backend-store-uri {tracking_uri} --host 127.0.0.1 --port 5000"
+__all__ = ["add_subcommands", "format_front"]
 
 
 def _fmt(value: Any) -> str:
@@ -56,6 +46,8 @@ def format_front(front: Sequence[dict[str, Any]], objectives: Sequence[str],
 
 
 def _print_outcome(outcome) -> None:
+    from tune.tracking import urls
+
     spec = outcome.spec
     params = list(spec.space)
     print()
@@ -72,7 +64,12 @@ def _print_outcome(outcome) -> None:
     print(f"Ray results:  {outcome.experiment_path}")
     print(f"MLflow:       experiment {spec.mlflow.experiment!r}, parent run "
           f"{outcome.parent_run_id} at {outcome.tracking_uri}")
-    print(f"Browse it:    {mlflow_ui_command(outcome.tracking_uri)}")
+    uri, exp, run = outcome.tracking_uri, outcome.experiment_id, outcome.parent_run_id
+    if command := urls.mlflow_ui_command(uri):
+        print(f"Browse it:    {command}   (then open the links below)")
+    if exp is not None and run is not None:
+        print(f"Sweep run:    {urls.run_url(uri, exp, run)}")
+        print(f"Front plot:   {urls.run_url(uri, exp, run, artifact='pareto.html')}")
     print(f"Front again:  tgo pareto {spec.name} --tracking-uri {outcome.tracking_uri} "
           f"--experiment {spec.mlflow.experiment}")
 
@@ -243,13 +240,13 @@ def _cmd_pick(ns: argparse.Namespace) -> int:
     from tune import deploy as picking
     from tune.tracking.reader import load_front_members
 
-    if ns.maximize and ns.minimize:
-        raise ValueError("pick: expected one of --maximize and --minimize, got both")
+    if sum(map(bool, (ns.maximize, ns.minimize, ns.knee))) > 1:
+        raise ValueError("pick: expected one of --maximize, --minimize and --knee, got more")
     requirements = [picking.Requirement.parse(text) for text in ns.require]
     front = load_front_members(ns.sweep, tracking_uri=ns.tracking_uri,
                                experiment=ns.experiment)
     result = picking.pick(front, requirements, ns.maximize or ns.minimize,
-                          "min" if ns.minimize else "max")
+                          "min" if ns.minimize else "max", knee=ns.knee)
     print(picking.format_pick(result))
     chosen = result.chosen
     if chosen is None:
@@ -383,6 +380,9 @@ def _add_pick_command(sub: argparse._SubParsersAction) -> None:
                            "sweep's first objective)")
     pick.add_argument("--minimize", default=None, metavar="NAME",
                       help="pick the feasible member with the lowest NAME")
+    pick.add_argument("--knee", action="store_true",
+                      help="pick the knee: the feasible member farthest beyond the line "
+                           "between the front's ends, objectives rescaled to [0, 1]")
     pick.add_argument("--register", default=None, metavar="NAME",
                       help="register its model as a new version of NAME, alias 'deploy'")
     pick.add_argument("--out", default="deploy.yaml", help="where to write the deploy file "

@@ -1,6 +1,6 @@
 """What a sweep optimises: the objective metrics, their directions, outcome constraints.
 
-The one home of these names: :class:`Metric` (the four final-evaluation metrics, listed in
+The one home of these names: :class:`Metric` (the five final-evaluation metrics, listed in
 :data:`OBJECTIVE_NAMES`), :class:`Direction`, and constraints written as plain strings such
 as ``"clean_acc >= 0.9"``. Each string becomes a frozen :class:`Constraint` whose
 :meth:`Constraint.violation` follows Optuna's convention: a value ``<= 0`` is feasible, a
@@ -55,10 +55,11 @@ class Metric(str, enum.Enum):
     ROBUST_ACC = "robust_acc"
     SPIKE_RATE = "spike_rate"
     NEAR_THRESHOLD = "near_threshold"
+    SOPS = "sops"   # synaptic operations per inference (tgo.energy): the energy objective
 
     @property
     def natural_direction(self) -> Direction:
-        """Accuracies are maximised, spike rate and near-threshold share minimised."""
+        """Accuracies are maximised; spike rate, near-threshold share and SOPs minimised."""
         if self in (Metric.CLEAN_ACC, Metric.ROBUST_ACC):
             return Direction.MAX
         return Direction.MIN
@@ -100,7 +101,7 @@ class Constraint(BaseModel):
 
     Attributes:
         metric: the constrained metric (need not be an objective; every finished trial
-            reports all four metrics).
+            reports all five metrics).
         op: ``>=``, ``<=``, ``>`` or ``<``.
         value: the bound, in the metric's units (accuracies and rates are fractions).
 

@@ -59,6 +59,8 @@ class SweepOutcome:
     #: Seconds the driver spent writing to MLflow (per-epoch metrics, run states, fronts,
     #: front models), over the whole sweep.
     mlflow_s: float = 0.0
+    #: The MLflow experiment holding the parent run (for the UI's addresses).
+    experiment_id: str | None = None
 
 
 def check_cluster_resources(spec: SweepSpec) -> None:
@@ -203,7 +205,8 @@ def _outcome(spec: SweepSpec, results, experiment_path: Path, callbacks: list,
     epochs = sum(int((res.metrics or {}).get("epoch", 0)) for res in results)
     return SweepOutcome(spec, experiment_path, records, front, hv, len(results), n_pruned,
                         n_failed, epochs, wall_s, logger.tracker.parent_run_id,
-                        spec.mlflow.tracking_uri, getattr(logger, "seconds", 0.0))
+                        spec.mlflow.tracking_uri, getattr(logger, "seconds", 0.0),
+                        logger.tracker.experiment_id)
 
 
 def run_sweep(spec: SweepSpec, *, address: str | None = None,

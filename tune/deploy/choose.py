@@ -1,4 +1,5 @@
-"""Choosing from a sweep's front: the feasible member best on one objective, explained.
+"""Choosing from a sweep's front: the feasible member best on one objective, or the knee
+of the feasible front (:mod:`tune.deploy.knee`), explained.
 
 The explanation shows the front as a table with, per member, the requirements it fails;
 when none is feasible it says which requirement empties the front (one no member meets, or
@@ -17,12 +18,13 @@ import math
 from typing import Any, Mapping, Sequence
 
 from tgo.config import as_enum
+from tune.deploy.knee import KNEE_RULE, knee_distances
 from tune.deploy.requirements import METRICS, NUMERIC_FIELDS, Requirement, is_number
 from tune.objectives import Direction
 from tune.pareto import Objective
 from tune.tracking.reader import SweepFront, TrialRun
 
-__all__ = ["PickResult", "format_pick", "format_value", "pick"]
+__all__ = ["PickResult", "explain_knee", "format_pick", "format_value", "pick"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +35,8 @@ class PickResult:
         failures: per member run id, the requirements it fails, as text with the value.
         chosen: the best feasible member on ``objective``; None when none is feasible.
         why_empty: when none is feasible, which requirement(s) empty the front.
+        knee: with ``knee=True``, per feasible member run id its distance beyond the line
+            between the feasible front's ends (the chosen member has the largest); else None.
     """
 
     front: SweepFront
@@ -42,6 +46,7 @@ class PickResult:
     feasible: tuple[TrialRun, ...]
     chosen: TrialRun | None
     why_empty: tuple[str, ...]
+    knee: Mapping[str, float] | None = None
 
 
 def format_value(value: Any) -> str:
@@ -76,8 +81,9 @@ def _emptiers(members: Sequence[TrialRun], reqs: Sequence[Requirement]) -> list[
 
 
 def pick(front: SweepFront, requirements: Sequence[Requirement | str],
-         objective: str | None = None, direction: Direction | str = Direction.MAX) -> PickResult:
-    """Choose the feasible front member that is best on ``objective``.
+         objective: str | None = None, direction: Direction | str = Direction.MAX,
+         *, knee: bool = False) -> PickResult:
+    """Choose the feasible front member that is best on ``objective``, or the knee.
 
     Ties go to the sweep's other objectives in order, then to the trial id.
 
@@ -85,6 +91,9 @@ def pick(front: SweepFront, requirements: Sequence[Requirement | str],
         objective: a metric or numeric param (default: the sweep's first objective, in its
             direction).
         direction: ``max`` or ``min``.
+        knee: choose the feasible member farthest beyond the line between the ends of the
+            feasible front (:data:`tune.deploy.knee.KNEE_RULE`) instead; ``objective``
+            must then be None.
 
     Example:
         >>> result = pick(front, ["clean_acc >= 0.9"], "robust_acc")   # doctest: +SKIP
@@ -92,6 +101,9 @@ def pick(front: SweepFront, requirements: Sequence[Requirement | str],
         'a1b2_00003'
     """
     reqs = tuple(r if isinstance(r, Requirement) else Requirement.parse(r) for r in requirements)
+    if knee and objective is not None:
+        raise ValueError(f"knee: expected no objective to pick by besides the knee, got "
+                         f"{objective!r} (drop --maximize/--minimize or --knee)")
     if objective is None:
         if not front.objectives:
             raise ValueError("maximize: expected an objective to pick by; the sweep records "
@@ -113,13 +125,20 @@ def pick(front: SweepFront, requirements: Sequence[Requirement | str],
         return tuple(-s * v if is_number(v) else math.inf
                      for s, v in zip(sign, values)) + (m.trial_id,)
 
-    chosen = min(scorable, key=key) if scorable else None
+    distances = None
+    if knee:
+        distances = knee_distances({m.run_id: m.metrics for m in feasible}, front.objectives)
+        scorable = [m for m in scorable if m.run_id in distances]
+        chosen = min(scorable, key=lambda m: (-distances[m.run_id], *key(m))) \
+            if scorable else None
+    else:
+        chosen = min(scorable, key=key) if scorable else None
     why: tuple[str, ...] = ()
     if not front.members:
         why = ("the sweep has no Pareto front yet (no finished trial is tagged pareto=true)",)
     elif not feasible:
         why = tuple(_emptiers(front.members, reqs))
-    return PickResult(front, reqs, goal, failures, feasible, chosen, why)
+    return PickResult(front, reqs, goal, failures, feasible, chosen, why, distances)
 
 
 def format_pick(result: PickResult) -> str:
@@ -131,7 +150,8 @@ def format_pick(result: PickResult) -> str:
     param_cols = list(dict.fromkeys([*front.searched, *(r.name for r in result.requirements
                                                         if r.name not in METRICS)]))
     param_cols = [p for p in param_cols if p not in metric_cols]
-    header = ["trial", *metric_cols, *param_cols, "verdict"]
+    header = ["trial", *metric_cols, *param_cols,
+              *(["knee distance"] if result.knee is not None else []), "verdict"]
     rows = []
     for m in sorted(front.members, key=lambda m: (m is not result.chosen, m.trial_id)):
         fails = result.failures[m.run_id]
@@ -139,8 +159,10 @@ def format_pick(result: PickResult) -> str:
             verdict = "CHOSEN"
         else:
             verdict = "excluded: " + "; ".join(fails) if fails else "feasible"
+        knee = [] if result.knee is None else [format_value(result.knee.get(m.run_id))
+                                                if not fails else "-"]
         rows.append([m.trial_id, *(format_value(m.value(c)) for c in metric_cols),
-                     *(format_value(m.params.get(c)) for c in param_cols), verdict])
+                     *(format_value(m.params.get(c)) for c in param_cols), *knee, verdict])
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
     lines = [f"Pareto front of sweep {front.name!r} ({len(front.members)} members; parent run "
              f"{front.parent_run_id}):",
@@ -149,7 +171,8 @@ def format_pick(result: PickResult) -> str:
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     reqs = ", ".join(f"'{r}'" for r in result.requirements) or "none"
     lines.append("")
-    lines.append(f"requirements: {reqs}; pick by: {goal.direction.value} {goal.name}")
+    rule = KNEE_RULE if result.knee is not None else f"{goal.direction.value} {goal.name}"
+    lines.append(f"requirements: {reqs}; pick by: {rule}")
     chosen = result.chosen
     if chosen is None:
         lines.append("no front member meets every requirement:" if result.feasible == ()
@@ -157,11 +180,39 @@ def format_pick(result: PickResult) -> str:
         lines += [f"  - {line}" for line in result.why_empty]
         return "\n".join(lines)
     others = [m.trial_id for m in result.feasible if m is not chosen]
-    lines.append(f"chosen: trial {chosen.trial_id} (run {chosen.run_id}), {goal.name} "
-                 f"{format_value(chosen.value(goal.name))}, the "
-                 f"{'highest' if goal.direction is Direction.MAX else 'lowest'} among "
-                 f"{len(result.feasible)} feasible member(s)"
-                 + (f" (also feasible: {', '.join(others)})" if others else ""))
+    if result.knee is not None:
+        lines.append(explain_knee(result))
+    else:
+        lines.append(f"chosen: trial {chosen.trial_id} (run {chosen.run_id}), {goal.name} "
+                     f"{format_value(chosen.value(goal.name))}, the "
+                     f"{'highest' if goal.direction is Direction.MAX else 'lowest'} among "
+                     f"{len(result.feasible)} feasible member(s)"
+                     + (f" (also feasible: {', '.join(others)})" if others else ""))
     if chosen.evaluation.get("eval_description"):
         lines.append(f"measured with: {chosen.evaluation['eval_description']}")
     return "\n".join(lines)
+
+
+def explain_knee(result: PickResult) -> str:
+    """One sentence: which member is the knee, its distance, and the ends it lies between."""
+    chosen, front = result.chosen, result.front
+    assert chosen is not None and result.knee is not None
+    ends = []
+    for o in front.objectives:
+        best = _best_on(result.feasible, o)
+        if best is not None:
+            ends.append(f"{o.direction.value} {o.name}: trial {best.trial_id} "
+                        f"({format_value(best.value(o.name))})")
+    values = ", ".join(f"{o.name} {format_value(chosen.value(o.name))}" for o in front.objectives)
+    return (f"chosen: trial {chosen.trial_id} (run {chosen.run_id}), the knee of "
+            f"{len(result.feasible)} feasible member(s): {values}, distance "
+            f"{result.knee[chosen.run_id]:.3f} beyond the line between the ends "
+            f"[{'; '.join(ends)}]")
+
+
+def _best_on(members: Sequence[TrialRun], objective: Objective) -> TrialRun | None:
+    scored = [m for m in members if is_number(m.value(objective.name))]
+    if not scored:
+        return None
+    sign = 1.0 if objective.direction is Direction.MAX else -1.0
+    return max(scored, key=lambda m: sign * m.value(objective.name))

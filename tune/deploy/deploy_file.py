@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from tgo.config import TrainConfig
-from tune.deploy.choose import PickResult
+from tune.deploy.choose import PickResult, explain_knee
+from tune.deploy.knee import KNEE_RULE
 from tune.deploy.registry import Registration
 from tune.deploy.requirements import METRICS
 from tune.tracking.reader import SweepFront, TrialRun
@@ -99,6 +100,20 @@ def read_deploy(path: str | os.PathLike) -> dict[str, Any]:
     return {**doc, "config": config}
 
 
+def _picked_by(result: PickResult) -> dict[str, Any]:
+    """How the member was chosen: an objective and direction, or the knee and why."""
+    require = [str(r) for r in result.requirements]
+    if result.knee is None:
+        return {"objective": result.objective.name,
+                "direction": result.objective.direction.value, "require": require}
+    chosen = result.chosen
+    return {"rule": "knee", "require": require, "definition": KNEE_RULE,
+            "knee_distance": result.knee[chosen.run_id],
+            "distances": {m.trial_id: result.knee[m.run_id] for m in result.feasible
+                          if m.run_id in result.knee},
+            "explanation": explain_knee(result)}
+
+
 def deploy_document(result: PickResult, config: TrainConfig, *,
                     registration: Registration | None = None,
                     check: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -115,9 +130,7 @@ def deploy_document(result: PickResult, config: TrainConfig, *,
         "metrics": {k: member.metrics.get(k) for k in METRICS if k in member.metrics},
         "evaluation": dict(member.evaluation),
         "check": dict(check) if check else None,
-        "picked_by": {"objective": result.objective.name,
-                      "direction": result.objective.direction.value,
-                      "require": [str(r) for r in result.requirements]},
+        "picked_by": _picked_by(result),
         "sweep": {"name": front.name, "experiment": front.experiment,
                   "tracking_uri": front.tracking_uri, "parent_run_id": front.parent_run_id,
                   "spec_hash": front.spec_hash,

@@ -24,7 +24,8 @@ from tune.pareto import Objective
 from tune.versions import TAG_PREFIX as VERSION_PREFIX
 
 __all__ = [
-    "CHECKPOINT", "EVAL_DESCRIPTION", "EVAL_PREFIX", "GIT_COMMIT", "HYPERVOLUME",
+    "CHECKPOINT", "EVAL_DESCRIPTION", "EVAL_PREFIX", "EXPERIMENT_KIND", "EXPERIMENT_KIND_MODELS",
+    "GIT_COMMIT", "HYPERVOLUME",
     "KIND", "KIND_SWEEP", "KIND_TRIAL", "MAX_KEY", "MAX_METRICS_PER_BATCH", "MAX_PARAM_VALUE",
     "MAX_PARAMS_TAGS_PER_BATCH", "MAX_TAG_VALUE", "MODEL_LOGGED", "MODEL_URI", "NODE_ID",
     "OBJECTIVES", "OBJECTIVES_JSON", "PARENT", "PARETO", "PARETO_RANK", "RESUMED_UNDER",
@@ -39,6 +40,11 @@ __all__ = [
 KIND, KIND_SWEEP, KIND_TRIAL = "tgo.kind", "sweep", "trial"
 #: MLflow's own nesting tag: the parent run id on every child.
 PARENT = "mlflow.parentRunId"
+#: Experiment tag that picks the MLflow UI's view: without it MLflow 3 opens a new
+#: experiment on the GenAI traces overview ("No data available"); a sweep is model
+#: development, whose view opens on the runs table.
+EXPERIMENT_KIND = "mlflow.experimentKind"
+EXPERIMENT_KIND_MODELS = "custom_model_development"
 SWEEP_NAME = "tgo.sweep_name"
 SPEC_HASH = "tgo.spec_hash"
 #: Parent: the objectives as a label for people (``clean_acc (max),robust_acc (max)``) ...

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from tgo.config import TrainConfig
 from tune.pareto import Objective
 from tune.spec import SweepSpec
 from tune.tracking.tracker import SweepTracker
@@ -20,7 +21,26 @@ __all__ = ["MLFLOW_HTTP_DEFAULTS", "artifact_location", "make_tracker", "objecti
 
 
 def objectives_of(spec: SweepSpec) -> list[Objective]:
-    return [Objective(name, direction.value) for name, direction in spec.objectives.items()]
+    """The spec's objectives with their hypervolume references: the defaults of
+    :class:`~tune.pareto.Objective` (0 for a maximised accuracy, 1 for a minimised rate),
+    and for ``sops`` the dense bound of the spec's model at its largest T (every neuron
+    firing at every step, :func:`tgo.energy.dense_sops`), the worst a model can do."""
+    out = []
+    for name, direction in spec.objectives.items():
+        reference = None
+        if name == "sops":
+            from tgo.energy import dense_sops
+            reference = dense_sops(spec.model.value, spec.dataset.value, _largest_t(spec))
+        out.append(Objective(name, direction.value, reference))
+    return out
+
+
+def _largest_t(spec: SweepSpec) -> int:
+    dist = spec.space.get("timesteps")
+    if dist is None:
+        return int(spec.fixed_settings().get("timesteps", TrainConfig.timesteps))
+    values = getattr(dist, "values", None)
+    return int(max(values) if values is not None else dist.high)
 
 
 def artifact_location(tracking_uri: str) -> str | None:

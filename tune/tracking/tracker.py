@@ -28,9 +28,6 @@ Example:
 
 from __future__ import annotations
 
-
-from __future__ import annotations
-
 import contextlib
 import json
 import os
@@ -283,10 +280,12 @@ class SweepTracker(TrialLogging, FrontLogging):
         from mlflow.exceptions import MlflowException
 
         exp = client.get_experiment_by_name(self.experiment)
+        kind = {schema.EXPERIMENT_KIND: schema.EXPERIMENT_KIND_MODELS}
         if exp is None:
             try:
                 return client.create_experiment(self.experiment,
-                                                artifact_location=self.artifact_location)
+                                                artifact_location=self.artifact_location,
+                                                tags=kind)
             except MlflowException as exc:  # created meanwhile by another process
                 if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                     raise
@@ -294,6 +293,9 @@ class SweepTracker(TrialLogging, FrontLogging):
         if exp.lifecycle_stage != "active":
             raise ValueError(f"experiment: expected an active experiment, got {self.experiment!r}"
                              f" which is deleted in {self.tracking_uri}; restore it or rename")
+        if schema.EXPERIMENT_KIND not in exp.tags:   # made before; a kind set by hand stays
+            client.set_experiment_tag(exp.experiment_id, schema.EXPERIMENT_KIND,
+                                      schema.EXPERIMENT_KIND_MODELS)
         return exp.experiment_id
 
     def url(self) -> str | None:
