@@ -9,7 +9,13 @@ front). Chromium, started by the test and driven through the DevTools protocol o
   expanding it the three front children do while the dominated one does not;
 * the parent's artifact page ``.../runs/<parent>/artifacts/pareto.png``: the front files are
   listed, the Pareto plot image is loaded, and ``pareto.html`` opens in the viewer's frame;
-* the parent's overview: it lists its four child runs.
+* the parent's overview: it lists its four child runs;
+* the experiment's first view in a fresh profile: the runs table (the experiment is tagged
+  as model development), not MLflow 3's empty GenAI traces overview;
+* ``pareto.html`` inside the viewer's frame draws one marker per front member, with no
+  network: the browser resolves no host name but 127.0.0.1, so a page that fetched
+  plotly.js from a CDN would stay blank;
+* a child run's page: its objectives and the attack that produced them.
 
 Screenshots go to ``tmp_path`` and, when ``TGO_SCREENSHOT_DIR`` is set, are copied there.
 Needs Debian's ``chromium`` package (skipped with the reason when it is missing).
@@ -35,7 +41,16 @@ from test_mlflow_server import free_port, serve, stop
 
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--disable-quic")
+                  "--disable-sync", "--disable-quic",
+                  # no network: every host name but the server's fails to resolve
+                  "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+                  # frames stay in the page's process, where DevTools can reach them
+                  "--disable-site-isolation-trials",
+                  "--disable-features=IsolateSandboxedIframes,site-per-process")
+#: What produced the (made-up) robust accuracies, as a sweep logs it.
+EVAL = {"eval_attack": "pgd,apgd", "eval_eps": 0.15, "eval_steps": 10, "eval_eot_samples": 4,
+        "eval_description": "worst case of [PGD-10 (eps 0.15, step 0.0375, 1 restart) EOT-4, "
+                            "APGD-10 (eps 0.15, 1 restart) EOT-4], noise on"}
 WIDTH, HEIGHT = 1400, 1000
 # (trial id, clean_acc, robust_acc): t00003 is dominated by t00001 (0.90 / 0.45)
 TRIALS = (("t00000", 0.95, 0.30), ("t00001", 0.90, 0.45), ("t00002", 0.80, 0.60),
@@ -185,20 +200,21 @@ def sweep(tmp_path_factory):
                                git_commit="0" * 40,
                                objectives=[("clean_acc", "max"), ("robust_acc", "max")])
         parent = tracker.start()
-        names = {}
+        names, runs = {}, {}
         for i, (trial, clean, robust) in enumerate(TRIALS):
             run = tracker.child_run(trial, {"margin_weight": 0.1 * (i + 1), "margin": 0.5,
                                             "noise_scale": 0.2, "timesteps": 4})
             tracker.log_epoch(run, {"val_clean_acc": clean - 0.05}, epoch=1)
             tracker.finish_trial(run, {"epoch": 2, "clean_acc": clean, "robust_acc": robust,
-                                       "eval_attack": "pgd", "eval_eps": 0.1}, "finished")
+                                       **EVAL}, "finished")
             names[trial] = tracker.client.get_run(run).info.run_name
+            runs[trial] = run
         front = tracker.update_front(tracker.finished_records())
         tracker.finish()
         assert sorted(r["trial_id"] for r in front) == ["t00000", "t00001", "t00002"]
         yield {"url": url, "experiment_id": tracker.experiment_id, "parent": parent,
                "names": names, "front": [names[t] for t in ("t00000", "t00001", "t00002")],
-               "dominated": names["t00003"]}
+               "dominated": names["t00003"], "runs": runs}
     finally:
         stopped = stop(data_dir)
         assert stopped.returncode == 0, f"stop.sh: {stopped.stdout}\n{stopped.stderr}"
@@ -282,3 +298,64 @@ def test_parent_overview_lists_its_children(sweep, browser):
                  f"{sweep['parent']}")
     text = browser.wait_for_text("Child runs", *sweep["names"].values())
     assert "hypervolume" in text and "tgo.kind" in text
+
+
+def test_the_experiment_opens_on_its_runs(sweep, browser, tmp_path):
+    """A fresh profile at the address a sweep prints opens the runs table, not MLflow 3's
+    empty traces overview (which the bare address shows: the UI ignores the experiment's
+    mlflow.experimentKind tag and defaults to its GenAI views)."""
+    from tune.tracking.urls import experiment_url
+
+    exp = get_experiment(sweep)
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    browser.goto(experiment_url(sweep["url"], sweep["experiment_id"]))
+    text = browser.wait_for_text("ui-sweep")       # the parent run's row
+    assert "No data available" not in text and "No traces" not in text
+    _keep(browser.screenshot(tmp_path / "mlflow-ui-experiment.png"))
+
+
+def get_experiment(sweep):
+    from mlflow import MlflowClient
+    return MlflowClient(sweep["url"]).get_experiment(sweep["experiment_id"])
+
+
+def _frame_eval(browser: Chromium, expression: str):
+    """Evaluate ``expression`` in the page's first child frame (the artifact viewer's)."""
+    tree = browser.call("Page.getFrameTree")["frameTree"]
+    children = tree.get("childFrames") or []
+    if not children:
+        return None
+    frame = children[0]["frame"]["id"]
+    try:   # the frame may still be loading (or be replaced): the caller polls again
+        world = browser.call("Page.createIsolatedWorld", {"frameId": frame})["executionContextId"]
+        result = browser.call("Runtime.evaluate", {"expression": expression,
+                                                   "contextId": world, "returnByValue": True})
+    except RuntimeError:
+        return None
+    return result["result"].get("value")
+
+
+def test_the_front_plot_draws_one_marker_per_member_offline(sweep, browser, tmp_path):
+    from tune.tracking.urls import run_url
+
+    browser.goto(run_url(sweep["url"], sweep["experiment_id"], sweep["parent"], "pareto.html"))
+    browser.call("Page.enable")
+    # plotly draws one <g class="trace scatter"> per trace: staircase, dominated, front
+    counts = browser.wait_for(lambda b: _frame_eval(b, """(() => {
+        const traces = document.querySelectorAll('.scatterlayer .trace');
+        if (traces.length < 3) return null;
+        return Array.from(traces).map(t => t.querySelectorAll('path.point').length);
+    })()"""), "the Pareto plot drawn inside the viewer's frame", timeout=90)
+    assert counts == [0, 1, 3]      # no markers on the line, 1 dominated, 3 front members
+    legend = _frame_eval(browser, "document.querySelector('.legend').textContent")
+    assert "Pareto front" in legend
+    _keep(browser.screenshot(tmp_path / "mlflow-ui-pareto-html.png"))
+
+
+def test_a_child_run_shows_its_objectives_and_attack(sweep, browser):
+    from tune.tracking.urls import run_url
+
+    browser.goto(run_url(sweep["url"], sweep["experiment_id"], sweep["runs"]["t00001"]))
+    text = browser.wait_for_text("clean_acc", "robust_acc", "eval_description")
+    assert "0.9" in text and "0.45" in text             # its objective values
+    assert EVAL["eval_description"] in text             # and what measured robust_acc

@@ -56,10 +56,11 @@ def problems_of(data: Any) -> list[str]:
 # --------------------------------------------------------------------------- examples
 
 
-@pytest.mark.parametrize("name", ["digits-quick.yaml", "cifar10-vgg11.yaml"])
+@pytest.mark.parametrize("name", ["digits-quick.yaml", "digits-energy.yaml",
+                                  "cifar10-vgg11.yaml"])
 def test_examples_load(name: str) -> None:
     spec = load_spec(EXAMPLES / name)
-    assert spec.directions == ["maximize", "maximize"]
+    assert spec.directions == ["maximize", "maximize"] + (["minimize"] if "energy" in name else [])
     assert set(spec.space) <= set(SEARCHABLE)
     cfg = spec.train_config({k: d.endpoints()[0][1] for k, d in spec.space.items()})
     assert isinstance(cfg, TrainConfig)
@@ -68,16 +69,18 @@ def test_examples_load(name: str) -> None:
 def test_digits_quick_is_the_documented_default() -> None:
     spec = load_spec(EXAMPLES / "digits-quick.yaml")
     assert (spec.dataset.value, spec.model.value, spec.regime.value, spec.epochs) == (
-        "digits", "digits_cnn", "standard", 6)
-    assert set(spec.space) == {"margin_weight", "margin", "noise_scale", "timesteps"}
-    assert 0.0 in spec.space["margin_weight"].values
+        "digits", "digits_cnn", "adversarial", 6)
+    # the training regime is searched: eps_train 0 is standard training
+    assert set(spec.space) == {"eps_train", "margin_weight", "margin", "noise_scale", "timesteps"}
+    assert 0.0 in spec.space["eps_train"].values and 0.0 in spec.space["margin_weight"].values
     assert spec.space["timesteps"].values == [2, 4]
     assert (spec.sampler.type, spec.sampler.seed) == (SamplerName.NSGA2, 0)
     assert (spec.pruner.type, spec.pruner.eta, spec.pruner.grace_epochs) == (
-        PrunerName.MO_ASHA, 3, 1)
-    assert (spec.num_samples, spec.max_concurrent, spec.resources.cpu) == (8, 2, 1.0)
+        PrunerName.MO_ASHA, 2, 3)
+    assert (spec.num_samples, spec.max_concurrent, spec.resources.cpu) == (12, 2, 1.0)
     assert [a.value for a in spec.evaluation.attacks] == ["pgd", "apgd"]   # the worst case
-    assert (spec.evaluation.attack, spec.evaluation.eps, spec.evaluation.steps) == (None, 0.1, 10)
+    assert (spec.evaluation.attack, spec.evaluation.eps, spec.evaluation.steps) == (None, 0.15, 10)
+    assert spec.fixed_settings()["val_eps"] == spec.evaluation.eps   # pruning sees the same eps
     assert spec.storage_path == "runs"  # as written until resolved where the sweep starts
     assert Path(spec.resolved().storage_path).is_absolute()
 

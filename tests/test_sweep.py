@@ -26,8 +26,9 @@ def _spec(tmp_path, **overrides) -> SweepSpec:
                   "margin": {"type": "uniform", "low": 0.3, "high": 0.8},
                   "noise_scale": {"type": "uniform", "low": 0.0, "high": 0.3},
                   "timesteps": {"type": "choice", "values": [2, 4]}},
-        # A third objective exercises the 3-D front, hypervolume (moocore) and MO-ASHA.
-        "objectives": {"clean_acc": "max", "robust_acc": "max", "spike_rate": "min"},
+        # A third objective, energy (sops), exercises the 3-D front, hypervolume (moocore),
+        # MO-ASHA on val_sops, the projection plots and `tgo pick --knee`.
+        "objectives": {"clean_acc": "max", "robust_acc": "max", "sops": "min"},
         "sampler": {"type": "nsga2", "seed": 1, "population_size": 2},
         "pruner": {"type": "mo_asha", "eta": 3, "grace_epochs": 2},
         "num_samples": 6,
@@ -49,7 +50,7 @@ def ray_local():
     ray.shutdown()
 
 
-def test_sweep_end_to_end(tmp_path, ray_local, monkeypatch):
+def test_sweep_end_to_end(tmp_path, ray_local, monkeypatch, capsys):
     spec = _spec(tmp_path)
     outcome = run_sweep(spec)
     assert outcome.n_trials == 6
@@ -59,11 +60,18 @@ def test_sweep_end_to_end(tmp_path, ray_local, monkeypatch):
 
     client = MlflowClient(tracking_uri=spec.mlflow.tracking_uri)
     exp = client.get_experiment_by_name("e2e")
+    # MLflow's UI opens a model-development experiment on its runs table
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
     runs = client.search_runs([exp.experiment_id], max_results=100)
     parents = [r for r in runs if r.data.tags.get("tgo.kind") == "sweep"]
     assert len(parents) == 1
     parent = parents[0]
     assert parent.data.tags["tgo.spec_hash"] == spec.hash()
+    from tgo.energy import dense_sops
+    dense = dense_sops("digits_cnn", "digits", 4)        # the largest T of the space
+    stored = json.loads(parent.data.tags["tgo.objectives_json"])
+    assert [o["name"] for o in stored] == ["clean_acc", "robust_acc", "sops"]
+    assert stored[2]["direction"] == "min" and stored[2]["reference"] == dense
     assert parent.info.status == "FINISHED"
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert len(children) == 6                      # one child per trial, none duplicated
@@ -72,7 +80,9 @@ def test_sweep_end_to_end(tmp_path, ray_local, monkeypatch):
     pruned = [c for c in children if c.data.tags.get("status", "").startswith("pruned")]
     assert len(finished) == len(outcome.records) and len(pruned) == outcome.n_pruned
     for child in finished:
-        assert {"clean_acc", "robust_acc", "spike_rate"} <= set(child.data.metrics)
+        assert {"clean_acc", "robust_acc", "spike_rate", "sops", "macs"} <= set(child.data.metrics)
+        # measured SOPs: above 0 (the network spikes), below every neuron firing every step
+        assert 0 < child.data.metrics["sops"] < dense
         assert child.data.params["dataset"] == "digits"            # the full TrainConfig
         assert child.data.tags["eval_attack"] == "pgd,apgd"        # the default worst case
         assert child.data.tags["eval_description"].startswith("worst case of [PGD-3 ")
@@ -111,6 +121,40 @@ def test_sweep_end_to_end(tmp_path, ray_local, monkeypatch):
     # The spec is saved beside Ray's results, for `tgo sweep resume`.
     saved = yaml.safe_load((outcome.experiment_path / "sweep_spec.yaml").read_text())
     assert saved["name"] == "e2e"
+
+    # The sweep's last lines give the UI's addresses of the parent run and its front plot.
+    from tune.cli import _print_outcome, main
+    capsys.readouterr()
+    _print_outcome(outcome)
+    printed = capsys.readouterr().out
+    run_page = f"http://127.0.0.1:5000/#/experiments/{exp.experiment_id}/runs/{parent.info.run_id}"
+    view = "?workflowType=machine_learning"   # MLflow 3's model-training views
+    assert f"Sweep run:    {run_page}{view}\n" in printed
+    assert f"Front plot:   {run_page}/artifacts/pareto.html{view}\n" in printed
+
+    # `tgo pick --knee` on this real sweep: the feasible member farthest beyond the line
+    # (plane, here) between the ends, on the three objectives rescaled over the front.
+    out = tmp_path / "deploy.yaml"
+    code = main(["pick", "e2e", "--tracking-uri", spec.mlflow.tracking_uri, "--experiment",
+                 "e2e", "--knee", "--no-verify", "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0 and "pick by: knee" in printed and "the knee of" in printed
+    doc = yaml.safe_load(out.read_text())
+    picked = doc["picked_by"]
+    assert picked["rule"] == "knee" and picked["explanation"] in printed
+    front_ids = {r["trial_id"] for r in outcome.front}
+    assert set(picked["distances"]) == front_ids
+    assert doc["trial"]["trial_id"] in front_ids
+    assert picked["knee_distance"] == max(picked["distances"].values())
+    # the distances, recomputed from the front's own values
+    objs = [("clean_acc", 1), ("robust_acc", 1), ("sops", -1)]
+    span = {k: (min(s * r[k] for r in outcome.front), max(s * r[k] for r in outcome.front))
+            for k, s in objs}
+    for r in outcome.front:
+        gains = [1.0 if span[k][1] == span[k][0] else
+                 (s * r[k] - span[k][0]) / (span[k][1] - span[k][0]) for k, s in objs]
+        assert math.isclose(picked["distances"][r["trial_id"]], (sum(gains) - 1) / math.sqrt(3),
+                            rel_tol=1e-9, abs_tol=1e-12)
 
 
 def test_gpu_spec_on_a_cpu_cluster_fails_before_any_trial(tmp_path, ray_local):

@@ -68,6 +68,7 @@ def _print_outcome(outcome) -> None:
     if command := urls.mlflow_ui_command(uri):
         print(f"Browse it:    {command}   (then open the links below)")
     if exp is not None and run is not None:
+        print(f"Its runs:     {urls.experiment_url(uri, exp)}")
         print(f"Sweep run:    {urls.run_url(uri, exp, run)}")
         print(f"Front plot:   {urls.run_url(uri, exp, run, artifact='pareto.html')}")
     print(f"Front again:  tgo pareto {spec.name} --tracking-uri {outcome.tracking_uri} "
