@@ -355,7 +355,8 @@ numbers are also in `{ROWS_NAME}`). Command:
   {s.margin_weight:g}, margin delta {s.margin:g}, noise_scale 0), **noise only** (noise_scale
   {s.noise_scale:g}, margin_weight 0), **both** (margin_weight {s.margin_weight:g}, delta
   {s.margin:g}, noise_scale {s.noise_scale:g}). Surrogate gradient: the project default
-  (`erf`, the exact Gaussian density, when noise_scale > 0; spikingjelly's `sigmoid` when 0).
+  (`erf`, a Gaussian of std sqrt(noise_scale^2 + 1/(2 pi)), when noise_scale > 0;
+  spikingjelly's `sigmoid` when 0).
   Noise stays on at evaluation for the noisy variants.
 - Regimes: **standard** (clean inputs) and **adversarial** (every batch replaced by PGD-
   {s.pgd_steps_train} examples at eps_train {s.eps_train:g}, one noise draw per gradient).

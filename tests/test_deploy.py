@@ -218,6 +218,35 @@ def test_the_param_requirement_changes_the_choice(front, sweep):
     assert picking.pick(front, []).chosen.trial_id == "t_b"  # first objective by default
 
 
+def test_knee_is_the_member_farthest_beyond_the_ends_line(front, sweep):
+    """Front: t_b (best clean), t_c (best robust), t_a and t_d between them."""
+    result = picking.pick(front, [], knee=True)
+    c = {m.trial_id: m.metrics["clean_acc"] for m in front.members}
+    r = {m.trial_id: m.metrics["robust_acc"] for m in front.members}
+
+    def gain(v, vals):
+        return (v - min(vals.values())) / (max(vals.values()) - min(vals.values()))
+    expected = {t: (gain(c[t], c) + gain(r[t], r) - 1) / 2 ** 0.5 for t in c}
+    got = {m.trial_id: result.knee[m.run_id] for m in front.members}
+    assert got == pytest.approx(expected)
+    assert result.chosen.trial_id == max(expected, key=expected.get)
+    assert got["t_b"] == pytest.approx(0) and got["t_c"] == pytest.approx(0)   # the ends
+    text = picking.format_pick(result)
+    assert "pick by: knee" in text and "knee distance" in text
+    assert f"chosen: trial {result.chosen.trial_id}" in text and "the knee of 4 feasible" in text
+    assert "max clean_acc: trial t_b" in text and "max robust_acc: trial t_c" in text
+
+
+def test_knee_after_requirements_rescales_over_the_feasible_members(front, sweep):
+    # T <= 4 leaves t_a and t_c: both are ends, so the tie goes to the first objective
+    result = picking.pick(front, ["timesteps <= 4"], knee=True)
+    assert {m.trial_id for m in result.feasible} == {"t_a", "t_c"}
+    assert all(v == pytest.approx(0.0) for v in result.knee.values()) and len(result.knee) == 2
+    assert result.chosen.trial_id == "t_a"          # the higher clean_acc
+    with pytest.raises(ValueError, match="knee: expected no objective"):
+        picking.pick(front, [], "robust_acc", knee=True)
+
+
 def test_requirement_met_by_no_member_empties_the_front(front):
     result = picking.pick(front, ["clean_acc >= 0.999", "timesteps <= 4"], "robust_acc")
     assert result.chosen is None and result.feasible == ()
@@ -349,6 +378,7 @@ def test_cli_pick_without_feasible_member_says_why(sweep, tmp_path, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["--require", "clean_acc => 1"], "error: require: expected '<name> <op> <number>'"),
     (["--maximize", "robust_acc", "--minimize", "spike_rate"], "error: pick: expected one of"),
+    (["--maximize", "robust_acc", "--knee"], "error: pick: expected one of"),
     (["--maximize", "accuracy"], "error: objective: expected a metric"),
 ])
 def test_cli_pick_bad_input(sweep, argv, message, tmp_path, capsys):

@@ -72,14 +72,14 @@ def test_digits_quick_is_the_documented_default() -> None:
         "digits", "digits_cnn", "adversarial", 6)
     # the training regime is searched: eps_train 0 is standard training
     assert set(spec.space) == {"eps_train", "margin_weight", "margin", "noise_scale", "timesteps"}
-    assert 0.0 in spec.space["eps_train"].values and 0.0 in spec.space["margin_weight"].values
+    assert spec.space["eps_train"].low == 0.0 and 0.0 in spec.space["margin_weight"].values
     assert spec.space["timesteps"].values == [2, 4]
     assert (spec.sampler.type, spec.sampler.seed) == (SamplerName.NSGA2, 0)
     assert (spec.pruner.type, spec.pruner.eta, spec.pruner.grace_epochs) == (
         PrunerName.MO_ASHA, 2, 3)
-    assert (spec.num_samples, spec.max_concurrent, spec.resources.cpu) == (12, 2, 1.0)
+    assert (spec.num_samples, spec.max_concurrent, spec.resources.cpu) == (20, 2, 1.0)
     assert [a.value for a in spec.evaluation.attacks] == ["pgd", "apgd"]   # the worst case
-    assert (spec.evaluation.attack, spec.evaluation.eps, spec.evaluation.steps) == (None, 0.15, 10)
+    assert (spec.evaluation.attack, spec.evaluation.eps, spec.evaluation.steps) == (None, 0.175, 10)
     assert spec.fixed_settings()["val_eps"] == spec.evaluation.eps   # pruning sees the same eps
     assert spec.storage_path == "runs"  # as written until resolved where the sweep starts
     assert Path(spec.resolved().storage_path).is_absolute()
@@ -564,8 +564,9 @@ def test_the_one_constraint_evaluator() -> None:
 
 def test_metric_and_direction_names() -> None:
     assert [m.val_key for m in Metric] == ["val_clean_acc", "val_robust_acc", "val_spike_rate",
-                                          "val_near_threshold"]
+                                          "val_near_threshold", "val_sops"]
     assert Metric.SPIKE_RATE.natural_direction is Direction.MIN
+    assert Metric.SOPS.natural_direction is Direction.MIN
     assert Direction.MAX.optuna == "maximize"
 
 
