@@ -75,11 +75,11 @@ def test_digits_quick_is_the_documented_default() -> None:
     assert spec.space["eps_train"].low == 0.0 and 0.0 in spec.space["margin_weight"].values
     assert spec.space["timesteps"].values == [2, 4]
     assert (spec.sampler.type, spec.sampler.seed) == (SamplerName.NSGA2, 0)
-    assert (spec.pruner.type, spec.pruner.eta, spec.pruner.grace_epochs) == (
-        PrunerName.MO_ASHA, 2, 3)
-    assert (spec.num_samples, spec.max_concurrent, spec.resources.cpu) == (20, 2, 1.0)
+    assert spec.pruner.type is PrunerName.NONE       # why: the comment in the spec
+    assert (spec.num_samples, spec.population_size, spec.max_concurrent, spec.resources.cpu) == (
+        12, 8, 2, 1.0)
     assert [a.value for a in spec.evaluation.attacks] == ["pgd", "apgd"]   # the worst case
-    assert (spec.evaluation.attack, spec.evaluation.eps, spec.evaluation.steps) == (None, 0.175, 10)
+    assert (spec.evaluation.attack, spec.evaluation.eps, spec.evaluation.steps) == (None, 0.25, 10)
     assert spec.fixed_settings()["val_eps"] == spec.evaluation.eps   # pruning sees the same eps
     assert spec.storage_path == "runs"  # as written until resolved where the sweep starts
     assert Path(spec.resolved().storage_path).is_absolute()
