@@ -61,6 +61,10 @@ class SweepOutcome:
     mlflow_s: float = 0.0
     #: The MLflow experiment holding the parent run (for the UI's addresses).
     experiment_id: str | None = None
+    #: Why the sweep ended before ``num_samples`` (its ``stop`` rule); None when it did not.
+    stop_reason: str | None = None
+    #: Trials stopped because the sweep ended (neither finished nor pruned).
+    n_stopped: int = 0
 
 
 def check_cluster_resources(spec: SweepSpec) -> None:
@@ -134,17 +138,19 @@ def _save_spec(spec: SweepSpec, experiment_path: Path) -> None:
 def _build_tuner(spec: SweepSpec, experiment_path: Path, parent_run_id: str | None):
     from ray import tune as raytune
 
-    from tune.search import make_scheduler, make_searcher
+    from tune.search import make_scheduler, make_searcher, make_stopper
     from tune.trainable import make_trainable
 
     scheduler = make_scheduler(spec)
     searcher = make_searcher(spec, scheduler)
     callbacks = _callbacks(spec, experiment_path, scheduler, parent_run_id)
+    stopper = make_stopper(spec, objectives_of(spec))
     tune_config = raytune.TuneConfig(
         search_alg=searcher, scheduler=scheduler, num_samples=spec.num_samples,
         max_concurrent_trials=spec.max_concurrent, reuse_actors=True)
     run_config = raytune.RunConfig(
         name=spec.name, storage_path=spec.storage_path, callbacks=callbacks, verbose=1,
+        stop=stopper,
         failure_config=raytune.FailureConfig(max_failures=spec.max_failures),
         checkpoint_config=raytune.CheckpointConfig(num_to_keep=2))
     return make_trainable(spec), tune_config, run_config
@@ -183,15 +189,20 @@ def _callbacks(spec: SweepSpec, experiment_path: Path, scheduler,
 
 
 def _outcome(spec: SweepSpec, results, experiment_path: Path, callbacks: list,
-             wall_s: float) -> SweepOutcome:
+             wall_s: float, stopper=None) -> SweepOutcome:
     objectives = objectives_of(spec)
-    records, n_failed = [], 0
+    logger = next(c for c in callbacks if hasattr(c, "tracker"))
+    reason = getattr(stopper, "reason", None)
+    if reason and logger.tracker.parent_run_id:
+        _tag_stop_reason(logger.tracker, reason)
+    records, n_failed, n_stopped = [], 0, 0
     for res in results:
         last = res.metrics or {}
         if res.error is not None:
             n_failed += 1
             continue
         if not last.get("done_training"):
+            n_stopped += logger.pruned_lookup(last.get("trial_id")) is None
             continue
         record = {"trial_id": last.get("trial_id"), **(res.config or {})}
         record.update({o.name: last.get(o.name) for o in objectives})
@@ -200,13 +211,49 @@ def _outcome(spec: SweepSpec, results, experiment_path: Path, callbacks: list,
     front = pareto_front(records, objectives)
     hv = hypervolume([[r[o.name] for o in objectives] for r in front], objectives) if front \
         else 0.0
-    logger = next(c for c in callbacks if hasattr(c, "tracker"))
-    n_pruned = len(results) - len(records) - n_failed
+    n_pruned = len(results) - len(records) - n_failed - n_stopped
     epochs = sum(int((res.metrics or {}).get("epoch", 0)) for res in results)
     return SweepOutcome(spec, experiment_path, records, front, hv, len(results), n_pruned,
                         n_failed, epochs, wall_s, logger.tracker.parent_run_id,
                         spec.mlflow.tracking_uri, getattr(logger, "seconds", 0.0),
-                        logger.tracker.experiment_id)
+                        logger.tracker.experiment_id, reason, n_stopped)
+
+
+def _read_warm_start(spec: SweepSpec):
+    if spec.warm_start is None:
+        return None
+    from tune.search.warm_start import load_warm_start
+
+    warm = load_warm_start(spec, objectives_of(spec))
+    print(f"[tgo] warm start: {warm.summary} trials of sweep {spec.warm_start.from_sweep!r} "
+          f"seed the sampler", flush=True)
+    return warm
+
+
+def _apply_warm_start(warm, searcher, callbacks: list) -> None:
+    """Seed the sampler and link the earlier sweep's parent run from the new one."""
+    from tune.search.warm_start import seed_study
+    from tune.tracking import schema
+    from tune.tracking.urls import run_url
+
+    seed_study(searcher.study, warm.trials)
+    tracker = next(c.tracker for c in callbacks if hasattr(c, "tracker"))
+    tracker.start()
+    tracker.set_tags(tracker.parent_run_id, {
+        schema.WARM_START_RUN: warm.parent_run_id,
+        schema.WARM_START_TRIALS: warm.summary,
+        schema.WARM_START_URL: run_url(warm.tracking_uri, warm.experiment_id,
+                                       warm.parent_run_id)})
+
+
+def _tag_stop_reason(tracker, reason: str) -> None:
+    from tune.tracking import TrackingUnavailable, schema
+
+    print(f"[tgo] the sweep stopped early: {reason}", flush=True)
+    try:
+        tracker.set_tags(tracker.parent_run_id, {schema.STOP_REASON: reason})
+    except TrackingUnavailable as exc:
+        _log.warning("could not tag the parent run with why the sweep stopped: %s", exc)
 
 
 def run_sweep(spec: SweepSpec, *, address: str | None = None,
@@ -232,14 +279,18 @@ def run_sweep(spec: SweepSpec, *, address: str | None = None,
         raise ValueError(f"storage_path: a sweep named {spec.name!r} already exists at "
                          f"{experiment_path}; resume it with `tgo sweep resume "
                          f"{experiment_path}` or give the spec another name")
+    warm = _read_warm_start(spec)   # a bad warm_start fails before anything is written
     _save_spec(spec, experiment_path)
     versions.write(experiment_path)
     trainable, tune_config, run_config = _build_tuner(spec, experiment_path, parent_run_id)
     callbacks = run_config.callbacks
+    if warm is not None:
+        _apply_warm_start(warm, tune_config.search_alg, callbacks)
     tuner = raytune.Tuner(trainable, tune_config=tune_config, run_config=run_config)
     start = time.perf_counter()
     results = tuner.fit()
-    return _outcome(spec, results, experiment_path, callbacks, time.perf_counter() - start)
+    return _outcome(spec, results, experiment_path, callbacks, time.perf_counter() - start,
+                    run_config.stop)
 
 
 def resume_sweep(path: str | os.PathLike, *, address: str | None = None) -> SweepOutcome:
@@ -273,11 +324,13 @@ def resume_sweep(path: str | os.PathLike, *, address: str | None = None) -> Swee
                                   resume_unfinished=True, resume_errored=True)
     # Ray restores the TuneConfig (searcher + scheduler) and RunConfig (callbacks) it
     # pickled at the start; the searcher carries the scheduler's saved state.
-    callbacks = tuner._local_tuner._run_config.callbacks  # noqa: SLF001 (no public accessor)
+    run_config = tuner._local_tuner._run_config  # noqa: SLF001 (no public accessor)
+    callbacks = run_config.callbacks
     _keep_parent_run(callbacks, experiment_path)
     start = time.perf_counter()
     results = tuner.fit()
-    return _outcome(spec, results, experiment_path, callbacks, time.perf_counter() - start)
+    return _outcome(spec, results, experiment_path, callbacks, time.perf_counter() - start,
+                    run_config.stop)
 
 
 def _keep_parent_run(callbacks: list, experiment_path: Path) -> None:

@@ -5,6 +5,8 @@
   (multi-objective ASHA, or Optuna's single-metric pruners);
 * :mod:`~tune.search.scheduler`: the Ray Tune scheduler that asks the pruner after each
   epoch (:class:`OptunaPruningScheduler`);
+* :mod:`~tune.search.stopping`: the Ray Tune stopper that ends a sweep on a plateau of the
+  front or at an epoch budget (:class:`SweepStopper`, the spec's ``stop``);
 * :mod:`~tune.search.searcher`: the Ray Tune searcher that asks the sampler for trials and
   tells it PRUNED / FAIL / COMPLETE (:class:`PruneAwareOptunaSearch`); its saved state is
   plain data (:mod:`~tune.search._study_records`).
@@ -27,10 +29,11 @@ from tune.search.pruners import PRUNERS, make_scheduler
 from tune.search.samplers import SAMPLERS, make_sampler
 from tune.search.scheduler import OptunaPruningScheduler
 from tune.search.searcher import PruneAwareOptunaSearch
+from tune.search.stopping import SweepStopper
 from tune.spec import SweepSpec
 
 __all__ = ["PRUNERS", "SAMPLERS", "OptunaPruningScheduler", "PruneAwareOptunaSearch",
-           "make_sampler", "make_scheduler", "make_searcher"]
+           "SweepStopper", "make_sampler", "make_scheduler", "make_searcher", "make_stopper"]
 
 
 def make_searcher(spec: SweepSpec,
@@ -43,3 +46,13 @@ def make_searcher(spec: SweepSpec,
         mode=[d.value for d in spec.objectives.values()],
         sampler_factory=functools.partial(make_sampler, spec), scheduler=scheduler,
         constraints=spec.constraint_set())
+
+
+def make_stopper(spec: SweepSpec, objectives) -> SweepStopper | None:
+    """The spec's ``stop`` rule as a Ray Tune stopper, or None when it has none.
+    ``objectives``: the sweep's :class:`tune.pareto.Objective` list (with references)."""
+    stop = spec.stop
+    if not stop.active:
+        return None
+    return SweepStopper(objectives, hypervolume_patience=stop.hypervolume_patience,
+                        min_improvement=stop.min_improvement, max_epochs=stop.max_epochs)

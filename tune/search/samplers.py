@@ -1,5 +1,9 @@
 """Named Optuna samplers of a sweep spec: ``sampler.type`` -> a seeded Optuna sampler.
 
+``gp`` is Optuna's ``GPSampler``: Gaussian-process Bayesian optimisation, with (log)
+expected hypervolume improvement for several objectives, aware of the trials still running.
+It and ``tpe`` draw their first ``SweepSpec.startup_trials`` at random, then model the rest.
+
 Example:
     >>> from tune.spec import load_spec
     >>> make_sampler(load_spec("examples/digits-quick.yaml")).__class__.__name__
@@ -23,7 +27,14 @@ def _nsga2(spec: SweepSpec, constraints: Callable | None) -> Any:
 
 def _tpe(spec: SweepSpec, constraints: Callable | None) -> Any:
     from optuna.samplers import TPESampler
-    return TPESampler(seed=spec.sampler.seed, multivariate=True, constraints_func=constraints)
+    return TPESampler(seed=spec.sampler.seed, multivariate=True, constraints_func=constraints,
+                      n_startup_trials=spec.startup_trials)
+
+
+def _gp(spec: SweepSpec, constraints: Callable | None) -> Any:
+    from optuna.samplers import GPSampler
+    return GPSampler(seed=spec.sampler.seed, constraints_func=constraints,
+                     n_startup_trials=spec.startup_trials, warn_independent_sampling=False)
 
 
 def _random(spec: SweepSpec, constraints: Callable | None) -> Any:
@@ -35,6 +46,7 @@ def _random(spec: SweepSpec, constraints: Callable | None) -> Any:
 SAMPLERS: dict[SamplerName, Callable[[SweepSpec, Callable | None], Any]] = {
     SamplerName.NSGA2: _nsga2,
     SamplerName.TPE: _tpe,
+    SamplerName.GP: _gp,
     SamplerName.RANDOM: _random,
 }
 

@@ -21,7 +21,7 @@ validation, which reads neither the environment nor the working directory;
 :meth:`SweepSpec.resolved` makes it concrete once, where a sweep starts or is read back.
 
 Modules: :mod:`~tune.spec.schema` (the spec), :mod:`~tune.spec.settings` (sampler, pruner,
-resources, evaluation, MLflow), :mod:`~tune.spec.distributions` (the search space),
+resources, evaluation, MLflow), :mod:`~tune.spec.stopping` (``stop``, ``warm_start``), :mod:`~tune.spec.distributions` (the search space),
 :mod:`~tune.spec.reading` (the YAML file); private: ``_errors`` (the error and its lines),
 ``_translate`` (pydantic's errors as those lines), ``_train`` (the link to TrainConfig),
 ``_base`` (the frozen model base).
@@ -34,6 +34,7 @@ from tune.spec.reading import SPEC_FILE, load_spec, read_yaml
 from tune.spec.schema import SweepSpec
 from tune.spec.settings import (EvaluationSpec, MlflowSpec, PrunerName, PrunerSpec,
                                 ResourcesSpec, SamplerName, SamplerSpec, default_tracking_uri)
+from tune.spec.stopping import StopSpec, WarmStartSpec
 
 __all__ = [
     "SPEC_FILE",
@@ -49,8 +50,10 @@ __all__ = [
     "SamplerName",
     "SamplerSpec",
     "SpecError",
+    "StopSpec",
     "SweepSpec",
     "Uniform",
+    "WarmStartSpec",
     "default_tracking_uri",
     "load_spec",
     "read_yaml",

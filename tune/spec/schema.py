@@ -27,6 +27,7 @@ from tune.spec._translate import _pairs_of, _problems_of
 from tune.spec.distributions import _FLOAT_DISTS, Choice, Distribution
 from tune.spec.settings import (_SINGLE_METRIC, EvaluationSpec, MlflowSpec, PrunerName,
                                 PrunerSpec, ResourcesSpec, SamplerName, SamplerSpec)
+from tune.spec.stopping import StopSpec, WarmStartSpec
 
 __all__ = ["SweepSpec"]
 
@@ -68,6 +69,8 @@ class SweepSpec(_Frozen):
     evaluation: EvaluationSpec = EvaluationSpec()
     mlflow: MlflowSpec = MlflowSpec()
     storage_path: Annotated[str, StringConstraints(min_length=1)] = "runs"
+    stop: StopSpec = StopSpec()
+    warm_start: WarmStartSpec | None = None
 
     def __init__(self, /, **data: Any) -> None:
         huge = _huge_ints(data)
@@ -208,6 +211,11 @@ class SweepSpec(_Frozen):
             problems.append((("sampler", "population_size"), "expected only with type 'nsga2', "
                              f"got {self.sampler.population_size} with "
                              f"{self.sampler.type.value!r}"))
+        if self.sampler.n_startup_trials is not None and self.sampler.type not in (
+                SamplerName.TPE, SamplerName.GP):
+            problems.append((("sampler", "n_startup_trials"), "expected only with type 'tpe' "
+                             f"or 'gp', got {self.sampler.n_startup_trials} with "
+                             f"{self.sampler.type.value!r}"))
         if problems:
             raise _Problems(problems)
         self._complete(base)
@@ -306,6 +314,14 @@ class SweepSpec(_Frozen):
             return self.sampler.population_size
         return max(2, min(50, math.ceil(self.num_samples / 4)))
 
+    @property
+    def startup_trials(self) -> int:
+        """Random trials before TPE or GP model the rest: the given ``n_startup_trials``,
+        or ceil(num_samples / 4) clipped to [4, 10]."""
+        if self.sampler.n_startup_trials is not None:
+            return self.sampler.n_startup_trials
+        return max(4, min(10, math.ceil(self.num_samples / 4)))
+
     def fixed_settings(self) -> dict[str, Any]:
         """The TrainConfig keyword arguments every trial shares."""
         return {"dataset": self.dataset.value,
@@ -344,6 +360,13 @@ class SweepSpec(_Frozen):
     def _canonical(self) -> dict[str, Any]:
         data = self.model_dump(mode="json", exclude={"storage_path": True,
                                                      "mlflow": {"tracking_uri"}})
+        for key in ("stop", "warm_start"):   # absent from older specs: same hash as before
+            if getattr(self, key) == type(self).model_fields[key].default:
+                data.pop(key)
+        if self.sampler.n_startup_trials is None:
+            data["sampler"].pop("n_startup_trials")
+        if data.get("warm_start"):
+            data["warm_start"].pop("tracking_uri")   # where it is read from, like mlflow's
         data["objectives"] = [[k, v] for k, v in data["objectives"].items()]  # keep the order
         data["constraints"] = [str(c) for c in self.constraints]
         return data

@@ -29,16 +29,20 @@ __all__ = ["EvaluationSpec", "MlflowSpec", "PrunerName", "PrunerSpec", "Resource
 class SamplerName(str, enum.Enum):
     NSGA2 = "nsga2"
     TPE = "tpe"
+    GP = "gp"
     RANDOM = "random"
 
 
 class SamplerSpec(_Frozen):
     """Optuna sampler. ``population_size`` (NSGA-II only; >= 2) defaults to about a quarter
-    of ``num_samples`` (at most 50), so a small sweep still runs several generations."""
+    of ``num_samples`` (at most 50), so a small sweep still runs several generations.
+    ``n_startup_trials`` (``tpe`` and ``gp`` only; >= 1): random trials before the model
+    takes over, by default a quarter of ``num_samples``, from 4 to 10 (Optuna's default)."""
 
     type: SamplerName = SamplerName.NSGA2
     seed: Annotated[int, Strict(), Field(ge=0, le=2**32 - 1)] = 0  # numpy's seed range
     population_size: Annotated[int, Strict(), Field(ge=2)] | None = None
+    n_startup_trials: Annotated[int, Strict(), Field(ge=1)] | None = None
 
 
 class PrunerName(str, enum.Enum):

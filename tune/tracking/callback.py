@@ -117,14 +117,20 @@ class MlflowSweepCallback(raytune.Callback):
         self._down_since: float | None = None  # monotonic time of the last failed write
         self._front_stale = False
         self._lost_checked = False
+        self._open: set[str] = set()    # trials started by this driver and not yet ended
         #: Seconds this callback spent writing to MLflow (and rebuilding the front).
         self.seconds = 0.0
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state.update(_nodes={}, _retries={}, _waiting={}, _down_since=None,
-                     _lost_checked=False, _front_at=-math.inf)
+                     _lost_checked=False, _front_at=-math.inf, _open=set())
         return state
+
+    @property
+    def pruned_lookup(self) -> Callable[[str], Any]:
+        """``trial_id -> info or None``: what the pruner recorded of a trial."""
+        return self._pruned_lookup
 
     @property
     def pending_trials(self) -> list[str]:
@@ -151,6 +157,7 @@ class MlflowSweepCallback(raytune.Callback):
             self._close_lost(trials)
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._open.add(trial.trial_id)
         self._submit(trial, {"op": "open", "trial_id": trial.trial_id,
                              "config": dict(trial.config or {})})
 
@@ -168,6 +175,7 @@ class MlflowSweepCallback(raytune.Callback):
                              "error": _error_text(trial)})
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._open.discard(trial.trial_id)
         result = trial.last_result or {}
         pruned = self._pruned_lookup(trial.trial_id)
         if pruned is not None:
@@ -187,6 +195,7 @@ class MlflowSweepCallback(raytune.Callback):
         self._refresh_front(trials)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._open.discard(trial.trial_id)
         result = trial.last_result or {}
         self._finish(trial, {"epoch": result_epoch(result)}, TrialOutcome.FAILED,
                      _error_text(trial))
@@ -194,6 +203,8 @@ class MlflowSweepCallback(raytune.Callback):
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         done = all(t.status in ("TERMINATED", "ERROR") for t in trials)
         status = "FINISHED" if done else "KILLED"  # KILLED: resumable
+        if done:
+            self._close_stopped(trials)
         if self._waiting:
             self._try_flush(trials, force=True)
         if not self._waiting:
@@ -210,6 +221,23 @@ class MlflowSweepCallback(raytune.Callback):
         _log.warning("MLflow (%s) was unreachable: the records of %d trial(s) wait in %s; "
                      "run `tgo sweep sync %s` when the server is back",
                      self.tracker.tracking_uri, len(self._waiting), where, where)
+
+    def _close_stopped(self, trials: list) -> None:
+        """Close the child runs of trials Ray stopped without telling callbacks: a
+        ``stop`` rule ended the sweep while they ran (Ray marks them TERMINATED). The trial
+        whose final result ended the sweep had trained every epoch: it is finished."""
+        for trial in trials:
+            if trial.trial_id in self._open and trial.status == "TERMINATED":
+                self._open.discard(trial.trial_id)
+                result = trial.last_result or {}
+                if result.get("done_training"):
+                    outcome, reason = TrialOutcome.FINISHED, None
+                    self._front_stale = True
+                else:
+                    outcome = TrialOutcome.STOPPED
+                    reason = (f"at epoch {result_epoch(result)}: the sweep ended (its stop "
+                              "rule) while the trial ran")
+                self._finish(trial, final_metrics(result, self._objectives), outcome, reason)
 
     def _close_lost(self, trials: list) -> None:
         """Close child runs left RUNNING by a driver that died before Ray saved their trial.

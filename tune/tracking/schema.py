@@ -55,6 +55,12 @@ OBJECTIVES_JSON = "tgo.objectives_json"
 GIT_COMMIT = "tgo.git_commit"
 #: Parent: the installed versions it started under differ from these (a resume).
 RESUMED_UNDER = "tgo.resumed_under"
+#: Parent-run tag: why the sweep ended before num_samples (its ``stop`` rule).
+STOP_REASON = "tgo.stop_reason"
+#: Parent-run tags of a warm-started sweep: the earlier sweep's parent run and its trials.
+WARM_START_RUN = "tgo.warm_start.parent_run_id"
+WARM_START_TRIALS = "tgo.warm_start.trials"
+WARM_START_URL = "tgo.warm_start.url"
 TRIAL_ID = "tgo.trial_id"
 #: Child: ``running``, ``finished``, ``pruned <why>``, ``failed: <error>``, ``stopped: <why>``
 #: or ``retrying after: <error>``.
