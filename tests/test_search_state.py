@@ -20,7 +20,8 @@ from tune.search import (PruneAwareOptunaSearch, _study_records, make_sampler, m
 from tune.spec import SweepSpec
 
 SAMPLER_CASES = [("nsga2", []), ("nsga2", ["clean_acc >= 0.5"]), ("tpe", []),
-                 ("tpe", ["clean_acc >= 0.5"]), ("random", [])]
+                 ("tpe", ["clean_acc >= 0.5"]), ("random", []), ("gp", []),
+                 ("gp", ["clean_acc >= 0.5"])]
 
 
 def _spec(tmp_path, sampler: str, constraints: list[str]) -> SweepSpec:

@@ -250,6 +250,17 @@ BAD_CASES = [
     ("unknown pruner", {"pruner": {"type": "asha"}}, "pruner.type: expected one of", "'asha'"),
     ("population_size without nsga2", {"sampler": {"type": "tpe", "population_size": 8}},
      "sampler.population_size: expected only with type 'nsga2'", "'tpe'"),
+    ("n_startup_trials without tpe or gp",
+     {"sampler": {"type": "nsga2", "n_startup_trials": 3}},
+     "sampler.n_startup_trials: expected only with type 'tpe' or 'gp'", "'nsga2'"),
+    ("min_improvement without patience", {"stop": {"min_improvement": 0.01}},
+     "stop.min_improvement: expected only with hypervolume_patience", "0.01"),
+    ("stop budget not positive", {"stop": {"max_epochs": 0}}, "stop.max_epochs:", "0"),
+    ("warm start from a bad name", {"warm_start": {"from_sweep": "a b"}},
+     "warm_start.from_sweep:", "'a b'"),
+    ("warm start URI with a password",
+     {"warm_start": {"from_sweep": "a", "tracking_uri": "http://u:pw@host:5000"}},
+     "warm_start.tracking_uri: expected no credentials", "***"),
     ("pruner metric not val_", {"pruner": {"type": "median", "metric": "robust_acc"}},
      "pruner.metric: expected a per-epoch validation metric", "'robust_acc'"),
     ("pruner metric with mo_asha", {"pruner": {"type": "mo_asha", "metric": "val_robust_acc"}},
@@ -466,7 +477,7 @@ def test_optuna_space_types_and_a_real_study() -> None:
 
 
 @pytest.mark.parametrize("kind,cls", [("nsga2", "NSGAIISampler"), ("tpe", "TPESampler"),
-                                      ("random", "RandomSampler")])
+                                      ("random", "RandomSampler"), ("gp", "GPSampler")])
 def test_make_sampler_presets(kind: str, cls: str) -> None:
     spec = SweepSpec.from_dict(spec_with(sampler={"type": kind, "seed": 7}))
     sampler = make_sampler(spec)

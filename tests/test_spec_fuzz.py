@@ -143,7 +143,7 @@ CORRUPTIONS: list[tuple[tuple, str, st.SearchStrategy]] = [
      st.integers() | _TEXT | st.just({"a": 1})
      | st.lists(_TEXT.filter(_bad_constraint), min_size=1, max_size=3)),
     # how the sweep runs
-    (("sampler", "type"), "sampler.type", _not_in({"nsga2", "tpe", "random"}) | _NOT_STR),
+    (("sampler", "type"), "sampler.type", _not_in({"nsga2", "tpe", "gp", "random"}) | _NOT_STR),
     (("sampler", "seed"), "sampler.seed",
      st.integers(-10**9, -1) | st.integers(2**32, 2**80) | _NOT_INT.filter(
          lambda v: v is not None)),

@@ -21,7 +21,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import yaml
 
@@ -257,12 +257,14 @@ def _tag_stop_reason(tracker, reason: str) -> None:
 
 
 def run_sweep(spec: SweepSpec, *, address: str | None = None,
-              parent_run_id: str | None = None) -> SweepOutcome:
+              parent_run_id: str | None = None, callbacks: Sequence[Any] = ()
+              ) -> SweepOutcome:
     """Run ``spec`` to the end on a local Ray (or the cluster at ``address``).
 
     ``parent_run_id`` makes the sweep log under an MLflow parent run created beforehand
     (``tgo submit`` creates it before the Ray Job starts, so it can print its URL); it must
-    be a sweep run of the same spec hash. Where results go is resolved here, once
+    be a sweep run of the same spec hash. ``callbacks``: more Ray Tune callbacks (picklable),
+    after the sweep's own (``benchmarks/search.py`` records every result with one). Where results go is resolved here, once
     (:meth:`SweepSpec.resolved`: ``$MLFLOW_TRACKING_URI`` and the working directory).
     """
     from ray import tune as raytune
@@ -283,6 +285,7 @@ def run_sweep(spec: SweepSpec, *, address: str | None = None,
     _save_spec(spec, experiment_path)
     versions.write(experiment_path)
     trainable, tune_config, run_config = _build_tuner(spec, experiment_path, parent_run_id)
+    run_config.callbacks.extend(callbacks)
     callbacks = run_config.callbacks
     if warm is not None:
         _apply_warm_start(warm, tune_config.search_alg, callbacks)
