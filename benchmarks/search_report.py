@@ -78,7 +78,17 @@ def verdict(rows: list[dict[str, Any]], default: str) -> list[str]:
             e = _reach(by[(default, s)]["curve"], by[(best, s)]["hypervolume"])
             fractions.append(None if e is None else e / by[(best, s)]["epochs"])
     shown = ", ".join("never" if f is None else f"{f:.2f}" for f in fractions)
-    return [f"- {default} at least every baseline's final hypervolume: seeds "
+    warm = []
+    for s in seeds:
+        if ("warm", s) in by and (default, s) in by:
+            cold = by[(default, s)]
+            e = _reach(by[("warm", s)]["curve"], cold["hypervolume"])
+            warm.append(f"seed {s}: {'never' if e is None else e} of the cold run's "
+                        f"{cold['epochs']} epochs")
+    warm_line = ([f"- warm start ({default} seeded with its cold run's trials; only the new "
+                  f"trials count): reached the cold run's final hypervolume at "
+                  + "; ".join(warm) + "."] if warm else [])
+    return warm_line + [f"- {default} at least every baseline's final hypervolume: seeds "
             f"{wins or 'none'} of {seeds} (goal: 2 of 3).",
             f"- best baseline by mean final hypervolume: {best}; epochs {default} needs to "
             f"reach its final hypervolume, as a fraction of its epochs, per seed: {shown} "
