@@ -203,4 +203,4 @@ def test_final_evaluation_with_one_attack_reports_as_before(trained, splits):
     assert set(out) == {"clean_acc", "robust_acc", "robust_acc_fgsm", "eval_attack", "eval_eps",
                         "eval_steps", "eval_step_size", "eval_restarts", "eval_eot_samples",
                         "eval_noise", "eval_n", "spike_rate", "near_threshold",
-                        "eval_description"}
+                        "eval_description", "sops", "macs"}
