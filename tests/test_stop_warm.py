@@ -106,12 +106,18 @@ def test_warm_start_reads_the_earlier_trials_and_links_their_run(plateaued, tmp_
         record = by_run[t.user_attrs["ray_trial_id"]]
         assert t.values == [record["clean_acc"], record["robust_acc"]]
         assert t.params == {k: record[k] for k in SPACE}
+        # each value of its choice's own type: T stays an int, lambda a float
+        assert type(t.params["timesteps"]) is int and type(t.params["margin_weight"]) is float
     # NSGA-II takes them as its generation 0, TPE as history
-    study = optuna.create_study(directions=["maximize"] * 2,
-                                sampler=optuna.samplers.NSGAIISampler(seed=0))
+    study = optuna.create_study(directions=["maximize"] * 2, sampler=optuna.samplers.
+                                NSGAIISampler(seed=0, population_size=2))
     seed_study(study, warm.trials)
     assert [t.system_attrs.get("NSGAIISampler:generation") for t in study.trials] == \
         [0] * len(warm.trials)
+    for _ in range(3):   # generation 1 is bred from them: the values keep their types
+        child = study.ask(spec.optuna_space())
+        spec.train_config(child.params)
+        study.tell(child, [0.5, 0.5])
     outcome = run_sweep(spec)
     assert outcome.n_trials == 2 and len(outcome.records) == 2
     client = MlflowClient(spec.resolved().mlflow.tracking_uri)

@@ -98,10 +98,13 @@ def _trial(run: Any, spec: SweepSpec, objectives: Sequence[Objective],
     params = {}
     for name, dist in distributions.items():
         value = trial.params.get(name)
-        if isinstance(value, int) and not isinstance(value, bool) and (
-                isinstance(dist, optuna.distributions.FloatDistribution)
-                or float(value) in getattr(dist, "choices", ())):
-            value = float(value)   # MLflow params are text: 0 and 0.0 read back alike
+        if isinstance(dist, optuna.distributions.FloatDistribution) and \
+                isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)   # MLflow params are text: 0.0 may read back as 0
+        elif isinstance(dist, optuna.distributions.CategoricalDistribution):
+            # the choice itself, of its own type (a float 2.0 would be no valid T)
+            value = next((c for c in dist.choices if c == value
+                          and not isinstance(c, bool) and not isinstance(value, bool)), value)
         try:
             inside = dist._contains(dist.to_internal_repr(value))  # noqa: SLF001
         except (ValueError, TypeError):
