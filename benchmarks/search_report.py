@@ -95,7 +95,7 @@ def verdict(rows: list[dict[str, Any]], default: str) -> list[str]:
             "(goal: <= 0.60)."]
 
 
-def plot(rows: list[dict[str, Any]], path: Path) -> None:
+def plot(rows: list[dict[str, Any]], path: Path, default: str = DEFAULT) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -109,7 +109,8 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
         for x in xs:   # the last value at or before x, per seed, then the mean
             vals = [next((c[k] for k in range(x, 0, -1) if k in c), 0.0) for c in curves]
             ys.append(statistics.mean(vals))
-        ax.plot(xs, ys, label=m, linewidth=2.4 if m == DEFAULT else 1.4)
+        ax.plot(xs, ys, label=f"{m} (default)" if m == default else m,
+                linewidth=2.4 if m == default else 1.4)
     ax.set_xlabel("training epochs, all trials (the budget)")
     ax.set_ylabel("hypervolume of the test-split front")
     ax.set_title("Anytime hypervolume, mean over seeds (digits, default space)")
@@ -147,7 +148,7 @@ def write_report(rows: list[dict[str, Any]], budget: int, folder: Path,
 
     folder.mkdir(parents=True, exist_ok=True)
     lines = table(rows, default) + [""] + verdict(rows, default)
-    plot(rows, folder / "search.png")
+    plot(rows, folder / "search.png", default)
     (folder / "search.json").write_text(json.dumps(rows))
     text = "\n".join(lines)
     seeds = ", ".join(str(s) for s in sorted({r["seed"] for r in rows}))
