@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 import yaml
+from ray import tune as raytune
 
 from tgo.final_eval import EvalSettings, final_evaluation
 from tgo.train import fit
@@ -34,20 +35,14 @@ from tune.runner import run_sweep
 from tune.spec import SweepSpec
 
 
-class _TrialTimes:
-    """Ray Tune callback: each trial's last ``time_total_s`` (time inside the trainable)."""
+class _TrialTimes(raytune.Callback):
+    """Each trial's last ``time_total_s`` (time inside the trainable)."""
 
-    def __new__(cls):
-        from ray import tune as raytune
+    def __init__(self) -> None:
+        self.total: dict[str, float] = {}
 
-        class Times(raytune.Callback):
-            def __init__(self):
-                self.total: dict[str, float] = {}
-
-            def on_trial_result(self, iteration, trials, trial, result, **info):
-                self.total[trial.trial_id] = float(result.get("time_total_s", 0.0))
-
-        return Times()
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.total[trial.trial_id] = float(result.get("time_total_s", 0.0))
 
 
 def _loop(spec: SweepSpec, records: list[dict]) -> tuple[float, float]:

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -206,10 +205,6 @@ def run_one(base: dict[str, Any], method: str, seed: int, budget: int, out: Path
                hypervolume=curve[-1][1] if curve else 0.0,
                epochs=curve[-1][0] if curve else 0)
     return row
-
-
-def epochs_to_reach(curve: list[list[float]], target: float) -> int | None:
-    return next((int(e) for e, hv in curve if hv >= target - 1e-12), None)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, Strict, StringConstraints, field_validator, model_validator
+from pydantic import Field, Strict, StringConstraints, model_validator
 
 from tune.spec._base import _Frozen
 from tune.spec._errors import _Problems
+from tune.spec.settings import MlflowSpec
 
 __all__ = ["StopSpec", "WarmStartSpec"]
 
@@ -54,7 +55,7 @@ class StopSpec(_Frozen):
         return self.hypervolume_patience is not None or self.max_epochs is not None
 
 
-class WarmStartSpec(_Frozen):
+class WarmStartSpec(MlflowSpec):
     """Seed the sampler with an earlier sweep's trials, read from MLflow.
 
     Attributes:
@@ -62,20 +63,9 @@ class WarmStartSpec(_Frozen):
         tracking_uri: its MLflow store; None: this sweep's store.
         experiment: its MLflow experiment; None: the sweep name.
 
-    The earlier sweep must search the same fields with the same distributions and
-    optimise the same objectives, or the sweep refuses to start (a ``warm_start.*`` error).
+    ``tracking_uri`` and ``experiment`` are checked as in ``mlflow``. The earlier sweep must
+    search the same fields with the same distributions and optimise the same objectives, or
+    the sweep refuses to start (a ``warm_start.*`` error).
     """
 
     from_sweep: Annotated[str, Strict(), StringConstraints(pattern=r"^[A-Za-z0-9_.-]+$")]
-    tracking_uri: Annotated[str, StringConstraints(min_length=1)] | None = None
-    experiment: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
-
-    @field_validator("tracking_uri")
-    @classmethod
-    def _check_uri(cls, uri: str | None) -> str | None:
-        from tune.spec.settings import _tracking_uri_problem
-
-        problem = None if uri is None else _tracking_uri_problem(uri)
-        if problem:
-            raise _Problems([((), problem)])
-        return uri
