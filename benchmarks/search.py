@@ -197,6 +197,11 @@ def default_method(base: dict[str, Any]) -> str:
 def run_one(base: dict[str, Any], method: str, seed: int, budget: int, out: Path
             ) -> dict[str, Any]:
     spec = spec_for(base, method, seed, budget, out).resolved()
+    left = Path(spec.storage_path) / spec.name
+    if left.exists():   # a run interrupted before its row was saved: start it afresh
+        aside = left.with_name(f"interrupted-{spec.name}-{int(time.time())}")
+        print(f"[search] moving the unfinished {left} aside to {aside}", flush=True)
+        left.rename(aside)
     start = time.perf_counter()
     row = run_recipe(spec) if METHODS[method] is None else run_project(spec)
     row["wall_s"] = time.perf_counter() - start

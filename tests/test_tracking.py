@@ -648,3 +648,28 @@ def test_docstring_examples():
 
     for module in (tune.tracking.tracker, tune.tracking.front_models, tune.tracking.callback):
         assert doctest.testmod(module).failed == 0, module.__name__
+
+
+def test_front_rebuilds_wait_nine_times_as_long_as_the_last_took(store):
+    """A rebuild reads every finished child (seconds at thousands of trials): the next
+    waits at least 9x its duration, so rebuilds stay within 10% of the driver's time."""
+    from tune.tracking.callback import FRONT_GAP_FACTOR, MlflowSweepCallback
+
+    tracker = _tracker(store)
+    tracker.start()
+    _finish(tracker, "t0", 0.5, 0.2)
+    callback = MlflowSweepCallback(tracker, front_every_s=1e-6)
+    callback._front_stale = True
+    callback._refresh_front([])
+    hypervolume = MlflowClient(store[0]).get_metric_history(tracker.parent_run_id,
+                                                            "hypervolume")
+    assert len(hypervolume) == 1 and callback.seconds > 0
+    assert callback._front_gap >= FRONT_GAP_FACTOR * callback.seconds * 0.99
+    _finish(tracker, "t1", 0.6, 0.3)
+    callback._front_stale = True
+    callback._refresh_front([])    # at once: within the gap, so no second rebuild
+    assert len(MlflowClient(store[0]).get_metric_history(tracker.parent_run_id,
+                                                         "hypervolume")) == 1
+    callback._refresh_front([], force=True)    # the end of the sweep always rebuilds
+    assert len(MlflowClient(store[0]).get_metric_history(tracker.parent_run_id,
+                                                         "hypervolume")) == 2

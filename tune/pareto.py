@@ -2,6 +2,9 @@
 
 Everything here is a pure function of numbers and dicts (no Ray, MLflow or torch), so it
 is tested on made-up points and reused by the sweep driver, the MLflow logger and the plots.
+Ranking, non-dominance and hypervolume are moocore's C routines (O(n log n) for two
+objectives; ``benchmarks/scale.py`` measures them at 10,000 trials); the tests check them
+against the plain O(n^2) definitions in ``tests/pareto_reference.py``.
 
 A *point* is either a sequence of values in the order of ``objectives`` or a mapping keyed
 by objective name (a trial's result dict works as is). A point with a missing, ``None``,
@@ -36,6 +39,8 @@ __all__ = [
     "non_dominated_sort",
     "pareto_front",
     "pareto_ranks",
+    "rank_rows",
+    "crowding_rows",
 ]
 
 Point = Sequence[Any] | Mapping[str, Any]
@@ -169,8 +174,44 @@ def dominates(a: Point, b: Point, objectives: Sequence[Objective]) -> bool:
     return _dominates_gains(ga, gb)
 
 
+def _gain_array(points: Sequence[Point], objs: tuple[Objective, ...]):
+    """(n x m array of gains, boolean mask of the valid rows)."""
+    import numpy as np
+
+    gains = np.array([_values(p, objs) for p in points], dtype=float).reshape(len(points),
+                                                                              len(objs))
+    valid = np.isfinite(gains).all(axis=1)
+    for m, obj in enumerate(objs):
+        gains[:, m] = obj.gain(gains[:, m])   # NaN and inf stay non-finite
+    return gains, valid
+
+
+def rank_rows(gains, valid) -> "Any":
+    """Pareto rank of each row of ``gains`` (larger is better), with invalid rows last.
+
+    Valid rows are ranked by :func:`moocore.pareto_rank` (O(n log n) for two objectives,
+    equal rows share a rank); invalid rows get one rank past the last valid one. Used by
+    :func:`non_dominated_sort` and by MO-ASHA's rung decisions.
+    """
+    import numpy as np
+
+    ranks = np.zeros(len(valid), dtype=np.int64)
+    if valid.any():
+        good = gains[valid]
+        if good.shape[1] == 1:   # one objective: rank = index among distinct values
+            ranks[valid] = np.unique(-good[:, 0], return_inverse=True)[1].ravel()
+        else:
+            import moocore
+
+            ranks[valid] = moocore.pareto_rank(good, maximise=True)
+        ranks[~valid] = ranks[valid].max() + 1
+    else:
+        ranks[:] = 1   # front 0 only ever holds valid points
+    return ranks
+
+
 def non_dominated_sort(points: Sequence[Point], objectives: Sequence[Objective]) -> list[list[int]]:
-    """Split points into Pareto fronts (NSGA-II fast non-dominated sort, O(m n^2)).
+    """Split points into Pareto fronts (:func:`moocore.pareto_rank`, O(n log n) in 2-D).
 
     Returns:
         Fronts of indices into ``points``, front 0 (the Pareto front) first, each in
@@ -183,38 +224,15 @@ def non_dominated_sort(points: Sequence[Point], objectives: Sequence[Objective])
         >>> non_dominated_sort([[1, 0], [0, 1], [0, 0], [float("nan"), 1]], objs)
         [[0, 1], [2], [3]]
     """
+    import numpy as np
+
     objs = _check_objectives(objectives)
-    gains = [_gains(p, objs) for p in points]
-    valid = [i for i, g in enumerate(gains) if g is not None]
-    invalid = [i for i, g in enumerate(gains) if g is None]
-
-    dominated_by_count = {i: 0 for i in valid}
-    dominates_list: dict[int, list[int]] = {i: [] for i in valid}
-    for k, i in enumerate(valid):
-        for j in valid[k + 1 :]:
-            if _dominates_gains(gains[i], gains[j]):
-                dominates_list[i].append(j)
-                dominated_by_count[j] += 1
-            elif _dominates_gains(gains[j], gains[i]):
-                dominates_list[j].append(i)
-                dominated_by_count[i] += 1
-
-    fronts: list[list[int]] = []
-    current = [i for i in valid if dominated_by_count[i] == 0]
-    while current:
-        fronts.append(sorted(current))
-        nxt = []
-        for i in current:
-            for j in dominates_list[i]:
-                dominated_by_count[j] -= 1
-                if dominated_by_count[j] == 0:
-                    nxt.append(j)
-        current = nxt
-    if invalid:
-        if not fronts:
-            fronts.append([])
-        fronts.append(invalid)
-    return fronts
+    if not len(points):
+        return []
+    ranks = rank_rows(*_gain_array(points, objs))
+    order = np.lexsort((np.arange(len(ranks)), ranks))
+    bounds = np.searchsorted(ranks[order], np.arange(ranks.max() + 2))
+    return [order[a:b].tolist() for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 def crowding_distance(points: Sequence[Point], objectives: Sequence[Objective]) -> list[float]:
@@ -231,22 +249,37 @@ def crowding_distance(points: Sequence[Point], objectives: Sequence[Objective]) 
         [inf, 2.0, inf]
     """
     objs = _check_objectives(objectives)
-    values = [_values(p, objs) for p in points]
-    valid = [i for i, v in enumerate(values) if all(math.isfinite(x) for x in v)]
-    dist = [0.0] * len(values)
-    if len(valid) <= 2:
-        for i in valid:
-            dist[i] = math.inf
+    if not len(points):
+        return []
+    return crowding_rows(*_raw_array(points, objs)).tolist()
+
+
+def _raw_array(points: Sequence[Point], objs: tuple[Objective, ...]):
+    import numpy as np
+
+    values = np.array([_values(p, objs) for p in points], dtype=float).reshape(len(points),
+                                                                               len(objs))
+    return values, np.isfinite(values).all(axis=1)
+
+
+def crowding_rows(values, valid) -> "Any":
+    """:func:`crowding_distance` on an (n x m) array of values and its valid-row mask."""
+    import numpy as np
+
+    dist = np.zeros(len(valid))
+    idx = np.flatnonzero(valid)
+    if len(idx) <= 2:
+        dist[idx] = math.inf
         return dist
-    for m in range(len(objs)):
-        order = sorted(valid, key=lambda i: (values[i][m], i))
-        lo, hi = values[order[0]][m], values[order[-1]][m]
+    for m in range(values.shape[1]):
+        col = values[idx, m]
+        order = idx[np.lexsort((idx, col))]   # by value, ties by index
+        lo, hi = values[order[0], m], values[order[-1], m]
         dist[order[0]] = dist[order[-1]] = math.inf
         span = hi - lo
         if span <= 0:
             continue
-        for k in range(1, len(order) - 1):
-            dist[order[k]] += (values[order[k + 1]][m] - values[order[k - 1]][m]) / span
+        dist[order[1:-1]] += (values[order[2:], m] - values[order[:-2], m]) / span
     return dist
 
 
@@ -257,37 +290,32 @@ def hypervolume(points: Sequence[Point], objectives: Sequence[Objective]) -> flo
     the reference in every objective contribute; invalid points are ignored. Dominated
     points add nothing (they lie inside the volume of the points that dominate them).
 
-    One and two objectives are computed exactly here (2-D: sort by the first gain,
-    descending, and add the slab each point adds above the best second gain so far). For
-    three or more objectives the gains are turned into a minimisation problem with the
-    reference at the origin and handed to :func:`moocore.hypervolume`: exact algorithms
-    beyond 2-D (HV3D+, HV4D+, WFG-style recursion) are subtle to get right with ties and
-    weakly dominated points, and moocore is a maintained, tested C implementation of them.
+    With two or more objectives the gains are turned into a minimisation problem with the
+    reference at the origin and handed to :func:`moocore.hypervolume` (O(n log n) in 2-D
+    and 3-D; HV4D+ and WFG-style recursion beyond): exact algorithms are subtle to get
+    right with ties and weakly dominated points, and moocore is a maintained, tested C
+    implementation of them.
 
     Example:
         >>> objs = [Objective("a", "max"), Objective("b", "max")]
         >>> round(hypervolume([[0.9, 0.1], [0.5, 0.5], [0.2, 0.8]], objs), 6)
         0.35
     """
-    objs = _check_objectives(objectives)
-    gains = [g for g in (_gains(p, objs) for p in points) if g is not None and min(g) > 0]
-    if not gains:
-        return 0.0
-    if len(objs) == 1:
-        return max(g[0] for g in gains)
-    if len(objs) == 2:
-        volume, best_second = 0.0, 0.0
-        for first, second in sorted(gains, key=lambda g: (-g[0], -g[1])):
-            if second > best_second:
-                volume += first * (second - best_second)
-                best_second = second
-        return volume
-
-    import moocore
     import numpy as np
 
-    minimised = -np.asarray(gains, dtype=float)
-    return float(moocore.hypervolume(minimised, ref=np.zeros(len(objs))))
+    objs = _check_objectives(objectives)
+    if not len(points):
+        return 0.0
+    gains, valid = _gain_array(points, objs)
+    gains = gains[valid & (gains > 0).all(axis=1)]
+    if not len(gains):
+        return 0.0
+    if len(objs) == 1:
+        return float(gains[:, 0].max())
+
+    import moocore
+
+    return float(moocore.hypervolume(-gains, ref=np.zeros(len(objs))))
 
 
 def pareto_ranks(
@@ -302,11 +330,8 @@ def pareto_ranks(
         >>> pareto_ranks([{"clean_acc": 0.5}, {"clean_acc": 0.9}, {}], objs)
         [1, 0, 2]
     """
-    ranks = [0] * len(records)
-    for rank, front in enumerate(non_dominated_sort(records, objectives)):
-        for i in front:
-            ranks[i] = rank
-    return ranks
+    objs = _check_objectives(objectives)
+    return rank_rows(*_gain_array(records, objs)).tolist() if len(records) else []
 
 
 def pareto_front(
@@ -323,5 +348,19 @@ def pareto_front(
         >>> [r["trial_id"] for r in pareto_front(recs, objs)]
         ['a']
     """
-    fronts = non_dominated_sort(records, objectives)
-    return [records[i] for i in fronts[0]] if fronts else []
+    import numpy as np
+
+    objs = _check_objectives(objectives)
+    if not len(records):
+        return []
+    gains, valid = _gain_array(records, objs)
+    idx = np.flatnonzero(valid)
+    if not len(idx):
+        return []
+    if len(objs) == 1:
+        keep = gains[idx, 0] == gains[idx, 0].max()
+    else:
+        import moocore
+
+        keep = moocore.is_nondominated(gains[idx], maximise=True, keep_weakly=True)
+    return [records[i] for i in idx[keep]]

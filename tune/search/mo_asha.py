@@ -33,18 +33,18 @@ import enum
 import math
 from typing import Any, Sequence
 
+import numpy as np
 import optuna
 from optuna.pruners import BasePruner
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from tgo.config import as_enum
-from tune.pareto import Objective, crowding_distance, non_dominated_sort
+from tune.pareto import Objective, crowding_rows, rank_rows
+from tune.search.rung_book import MO_VALUES_ATTR, RungBook, step_values as _step_values
 
 __all__ = ["MO_VALUES_ATTR", "MOASHAPruner", "TieBreak", "decision_key", "select_survivors"]
 
-MO_VALUES_ATTR = "mo_values"
-"""User attribute holding ``{"<step>": [values...]}`` of a multi-objective mirror trial."""
 
 _DECISION_PREFIX = "mo_asha:rung_"
 
@@ -68,27 +68,25 @@ def _objectives(directions: Sequence[StudyDirection]) -> list[Objective]:
     ]
 
 
-def _epsilon_net_order(
-    points: Sequence[Sequence[float]],
-    idx: Sequence[int],
-    objectives: Sequence[Objective],
-    scale: Sequence[tuple[float, float]],
-) -> list[int]:
-    """Greedy farthest-point order of ``idx``: start at the best on the first objective."""
-    def norm(i: int) -> list[float]:
-        return [(points[i][m] - lo) / (hi - lo) if hi > lo else 0.0
-                for m, (lo, hi) in enumerate(scale)]
+def _epsilon_net_order(values: Any, idx: Any, first_max: bool, scale: Any, room: int) -> list[int]:
+    """The first ``room`` of ``idx`` in greedy farthest-point order (start: the best on the
+    first objective; ties go to the lower index), in objective space scaled by ``scale``."""
+    import numpy as np
 
-    first_max = objectives[0].direction == "max"
-    remaining = sorted(idx, key=lambda i: ((-1 if first_max else 1) * points[i][0], i))
-    order = [remaining.pop(0)]
-    while remaining:
-        def gap(i: int) -> float:
-            return min(math.dist(norm(i), norm(j)) for j in order)
-        best = max(remaining, key=lambda i: (gap(i), -i))
-        remaining.remove(best)
+    lo, hi = scale
+    span = np.where(hi > lo, hi - lo, 1.0)
+    norm = np.where(hi > lo, (values[idx] - lo) / span, 0.0)
+    first = np.lexsort((idx, -values[idx, 0] if first_max else values[idx, 0]))[0]
+    order = [int(first)]
+    gap = np.full(len(idx), np.inf)
+    taken = np.zeros(len(idx), dtype=bool)
+    taken[first] = True
+    while len(order) < min(room, len(idx)):
+        gap = np.minimum(gap, np.sqrt(((norm - norm[order[-1]]) ** 2).sum(axis=1)))
+        best = int(np.argmax(np.where(taken, -np.inf, gap)))   # first max = lowest index
+        taken[best] = True
         order.append(best)
-    return order
+    return [int(idx[k]) for k in order]
 
 
 def select_survivors(
@@ -99,43 +97,45 @@ def select_survivors(
 ) -> set[int]:
     """Indices of the ``keep`` points that survive a rung (lower index wins exact ties).
 
-    Points with a NaN or infinite value rank behind every valid point.
+    Points with a NaN or infinite value rank behind every valid point. Whole fronts are
+    kept while they fit (ranks from :func:`tune.pareto.rank_rows`, moocore's O(n log n)
+    sort); the front that straddles the cut is thinned by crowding or the epsilon-net.
 
     Example:
         >>> up = [StudyDirection.MAXIMIZE, StudyDirection.MAXIMIZE]
         >>> sorted(select_survivors([[1, 0], [0, 1], [0.5, 0.5], [0, 0]], up, keep=3))
         [0, 1, 2]
     """
+    import numpy as np
+
     tie_break = as_enum(TieBreak, tie_break, "tie_break")
-    objectives = _objectives(directions)
-    kept: list[int] = []
-    for front in non_dominated_sort(points, objectives):
-        room = keep - len(kept)
-        if room <= 0:
-            break
-        if len(front) <= room:
-            kept.extend(front)
-            continue
-        if tie_break is TieBreak.CROWDING:
-            dist = crowding_distance([points[i] for i in front], objectives)
-            order = [i for _, i in sorted(zip(dist, front), key=lambda p: (-p[0], p[1]))]
-        else:
-            valid = [i for i in range(len(points)) if all(math.isfinite(v) for v in points[i])]
-            scale = [(min(points[i][m] for i in valid), max(points[i][m] for i in valid))
-                     for m in range(len(objectives))] if valid else []
-            good = [i for i in front if i in valid]
-            order = (_epsilon_net_order(points, good, objectives, scale) if good else []) + [
-                i for i in front if i not in valid]
-        kept.extend(order[:room])
-    return set(kept)
-
-
-def _step_values(trial: FrozenTrial) -> dict[int, tuple[float, ...]]:
-    """The trial's per-step values: the ``mo_values`` user attr, else its intermediate values."""
-    raw = trial.user_attrs.get(MO_VALUES_ATTR)
-    if raw is not None:
-        return {int(step): tuple(float(v) for v in vals) for step, vals in raw.items()}
-    return {int(step): (float(v),) for step, v in trial.intermediate_values.items()}
+    maximise = np.array([d == StudyDirection.MAXIMIZE for d in directions])
+    values = np.asarray(points, dtype=float).reshape(len(points), len(directions))
+    valid = np.isfinite(values).all(axis=1)
+    ranks = rank_rows(np.where(maximise, values, -values), valid)
+    if keep >= len(values):
+        return set(range(len(values)))
+    if keep <= 0:
+        return set()
+    counts = np.bincount(ranks)
+    cut = int(np.searchsorted(np.cumsum(counts), keep, side="right"))   # straddling front
+    kept = np.flatnonzero(ranks < cut)
+    room = keep - len(kept)
+    if room <= 0:
+        return set(kept.tolist())
+    front = np.flatnonzero(ranks == cut)
+    if tie_break is TieBreak.CROWDING:
+        dist = crowding_rows(values[front], valid[front])
+        order = front[np.lexsort((front, -dist))]
+        chosen = order[:room].tolist()
+    else:
+        good, bad = front[valid[front]], front[~valid[front]]
+        chosen = []
+        if len(good):
+            scale = (values[valid].min(axis=0), values[valid].max(axis=0))
+            chosen = _epsilon_net_order(values, good, bool(maximise[0]), scale, room)
+        chosen += bad[:room - len(chosen)].tolist()
+    return set(kept.tolist()) | set(chosen)
 
 
 def _value_at_rung(
@@ -208,16 +208,16 @@ class MOASHAPruner(BasePruner):
         if not steps:
             return False
         last = max(steps)
-        others = None
+        book = None
         for rung, rung_step in enumerate(self.rung_steps(last)):
             own = _value_at_rung(steps, rung_step)
             if own is None or own[0] != last:
                 continue  # judged at this rung on an earlier step
-            if others is None:
-                others = [t for t in study.get_trials(deepcopy=False)
-                          if t.number != trial.number and t.state != TrialState.FAIL]
-            peers = [_value_at_rung(_step_values(t), rung_step) for t in others]
-            points = [p[1] for p in peers if p is not None] + [own[1]]
+            if book is None:
+                book = self._book_of(study)
+                book.sync(study.get_trials(deepcopy=False), self.rung_steps)
+            peers = book.peers(rung_step, trial.number)
+            points = np.vstack([peers, np.asarray(own[1], dtype=float)[None, :]])
             n = len(points)
             if n < self.min_trials_at_rung:
                 continue
@@ -230,6 +230,15 @@ class MOASHAPruner(BasePruner):
             if pruned:
                 return True
         return False
+
+    def _book_of(self, study: optuna.study.Study) -> RungBook:
+        book = getattr(self, "_book", None)
+        if book is None or not book.belongs_to(study._storage, study._study_id):
+            book = self._book = RungBook(study._storage, study._study_id, len(study.directions))
+        return book
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_book": None}   # a cache: rebuilt from the study on use
 
 
 def _check_int(field: str, value: Any, minimum: int) -> None:

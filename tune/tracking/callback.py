@@ -62,6 +62,8 @@ def _error_text(trial: Any) -> str:
 
 #: Default of ``MlflowSweepCallback(front_every_s=...)``, seconds between front rebuilds.
 FRONT_EVERY_S = 30.0
+#: The gap after a rebuild is at least this many times its duration (rebuilds <= 10%).
+FRONT_GAP_FACTOR = 9.0
 
 
 def _trial_folder(trial: Any) -> Path | None:
@@ -91,7 +93,9 @@ class MlflowSweepCallback(raytune.Callback):
         front_every_s: rebuild the front (a search over every finished child, four
             artifacts, the plots) at most this often while trials run; always at the end.
             ``benchmarks/load.py``: rebuilt after every trial, it was 80% of the driver's
-            time in a sweep of 200 one-epoch trials.
+            time in a sweep of 200 one-epoch trials. A rebuild that takes longer than a
+            ninth of this (thousands of trials) pushes the next one further out, so
+            rebuilds stay within 10% of the driver's time; 0 rebuilds after every trial.
 
     A model that cannot be rebuilt or logged is reported as a warning (the sweep goes on).
     An unreachable store never raises out of a hook: the writes wait in the trials' Ray
@@ -111,6 +115,7 @@ class MlflowSweepCallback(raytune.Callback):
         self.retry_after_s = retry_after_s
         self.front_every_s = FRONT_EVERY_S if front_every_s is None else front_every_s
         self._front_at = -math.inf   # monotonic time of the last front rebuild
+        self._front_gap = self.front_every_s   # seconds to the next (grows with the sweep)
         self._nodes: dict[str, str] = {}      # run id -> Ray node id last tagged
         self._retries: dict[str, int] = {}    # trial id -> retries seen
         self._waiting: dict[str, Path] = {}   # trial id -> folder holding its pending ops
@@ -124,7 +129,8 @@ class MlflowSweepCallback(raytune.Callback):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state.update(_nodes={}, _retries={}, _waiting={}, _down_since=None,
-                     _lost_checked=False, _front_at=-math.inf, _open=set())
+                     _lost_checked=False, _front_at=-math.inf, _open=set(),
+                     _front_gap=self.front_every_s)
         return state
 
     @property
@@ -329,7 +335,7 @@ class MlflowSweepCallback(raytune.Callback):
     def _refresh_front(self, trials: list, force: bool = False) -> None:
         if not self._front_stale or self._down_since is not None:
             return
-        if not force and time.monotonic() - self._front_at < self.front_every_s:
+        if not force and time.monotonic() - self._front_at < self._front_gap:
             return
         start = time.perf_counter()
         self._front_at = time.monotonic()
@@ -343,4 +349,10 @@ class MlflowSweepCallback(raytune.Callback):
         except TrackingUnavailable as exc:
             self._went_down(exc)
         finally:
-            self.seconds += time.perf_counter() - start
+            spent = time.perf_counter() - start
+            self.seconds += spent
+            # A rebuild reads every finished child: at thousands of trials it takes seconds.
+            # Wait at least 9 times as long before the next, so rebuilds stay <= 10% of the
+            # driver's time (0 keeps "after every finished trial").
+            self._front_gap = self.front_every_s and max(self.front_every_s,
+                                                         FRONT_GAP_FACTOR * spent)
