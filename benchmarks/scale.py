@@ -4,6 +4,7 @@ Usage:
     .venv/bin/python benchmarks/scale.py                       # all parts, 1k, 3k, 10k
     .venv/bin/python benchmarks/scale.py --parts pruner,front --sizes 1000,3000
     .venv/bin/python benchmarks/scale.py --report              # also docs/scale.json
+                                                               # (replacing the parts run)
 
 No Ray and no server: each part calls the code the sweep driver runs, on made-up trials
 (two objectives, values on a 0.001 grid so ties happen, like accuracies on a test split).
@@ -331,8 +332,10 @@ def main(argv: list[str] | None = None) -> int:
         for name, slopes in data.items() if isinstance(data, dict) else ():
             if name.startswith("growth"):
                 print(f"{part:<7} {name:<22} " + ", ".join(f"{s:.2f}" for s in slopes))
-    if ns.report:
-        (ROOT / "docs" / "scale.json").write_text(json.dumps(out, indent=1) + "\n")
+    if ns.report:   # the parts run now replace theirs; the other parts are kept
+        path = ROOT / "docs" / "scale.json"
+        kept = json.loads(path.read_text()) if path.exists() else {}
+        path.write_text(json.dumps({**kept, **out}, indent=1) + "\n")
         print(f"wrote {ROOT / 'docs' / 'scale.json'}")
     return 0
 

@@ -489,6 +489,20 @@ def test_make_sampler_presets(kind: str, cls: str) -> None:
     assert a.ask(space).params == b.ask(space).params
 
 
+def test_gp_warns_on_large_sweeps_only() -> None:
+    import warnings
+
+    from tune.search.samplers import GP_WARN_TRIALS
+
+    big = SweepSpec.from_dict(spec_with(sampler={"type": "gp"}, num_samples=GP_WARN_TRIALS + 1))
+    with pytest.warns(UserWarning, match="sampler.type: 'gp'.*prefer 'nsga2' or 'tpe'"):
+        make_sampler(big)
+    small = SweepSpec.from_dict(spec_with(sampler={"type": "gp"}, num_samples=GP_WARN_TRIALS))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        make_sampler(small)
+
+
 def test_make_sampler_passes_the_constraints_as_constraints_func() -> None:
     spec = SweepSpec.from_dict(spec_with(constraints=["clean_acc >= 0.9"],
                                          sampler={"type": "nsga2", "population_size": 2}))

@@ -134,6 +134,7 @@ class SweepTracker(TrialLogging, FrontLogging):
         self._client: Any = None
         self._experiment_id: str | None = None
         self._children: dict[str, str] = {}        # trial id -> child run id
+        self._earlier: dict[str, Any] | None = None  # trial id -> child run read at start
         self._params: dict[str, set[str]] = {}     # run id -> param keys already logged
         self._front_tags: dict[str, tuple[str, str]] = {}  # run id -> (pareto, pareto_rank)
         #: run id -> metric key -> highest step the run holds; a step at or below it is
@@ -148,7 +149,7 @@ class SweepTracker(TrialLogging, FrontLogging):
         :meth:`start` after unpickling reconnects to the same parent run."""
         state = self.__dict__.copy()
         state.update(_client=None, _children={}, _params={}, _front_tags={}, _steps={},
-                     finished_before=set())
+                     finished_before=set(), _earlier=None)
         return state
 
     def use_parent(self, run_id: str) -> None:
