@@ -65,7 +65,8 @@ def verdict(rows: list[dict[str, Any]], default: str) -> list[str]:
     seeds, and it reaches the best baseline's final hypervolume with <= 60% of its epochs."""
     seeds = sorted({r["seed"] for r in rows})
     by = {(r["method"], r["seed"]): r for r in rows}
-    others = [m for m in dict.fromkeys(r["method"] for r in rows) if m != default]
+    others = [m for m in dict.fromkeys(r["method"] for r in rows)   # warm runs: no baseline
+              if m != default and not m.endswith("warm")]
     wins = [s for s in seeds if (default, s) in by and all(
         by[(default, s)]["hypervolume"] >= by[(m, s)]["hypervolume"] - 1e-12
         for m in others if (m, s) in by)]
@@ -133,7 +134,8 @@ A trial counts on the front when it finished training; the hypervolume (referenc
 that front's. Methods: `random` (RandomSampler, no pruning), `ray_recipe` (Ray Tune's
 `OptunaSearch` (TPE) + `ASHAScheduler` on 0.5 clean + 0.5 robust, `MLflowLoggerCallback`),
 `nsga2` (population 8), `tpe` and `gp` (4 random trials first) without pruning, `gp_mo_asha`
-(GP + MO-ASHA, rungs at epochs 2 and 6), `warm` (the default seeded with its cold run).
+(GP + MO-ASHA, rungs at epochs 2 and 6), `warm` (the default seeded with its cold run;
+`nsga2_warm`: NSGA-II seeded with its own, from when NSGA-II was the default).
 The default (`make sweep`) is **{default}**. Wall times are this shared machine's and only
 roughly comparable.
 

@@ -74,10 +74,11 @@ def test_digits_quick_is_the_documented_default() -> None:
     assert set(spec.space) == {"eps_train", "margin_weight", "margin", "noise_scale", "timesteps"}
     assert spec.space["eps_train"].low == 0.0 and 0.0 in spec.space["margin_weight"].values
     assert spec.space["timesteps"].values == [2, 4]
-    assert (spec.sampler.type, spec.sampler.seed) == (SamplerName.NSGA2, 0)
+    # gp: the best front per training epoch on this space (issue 12, docs/search.md)
+    assert (spec.sampler.type, spec.sampler.seed) == (SamplerName.GP, 0)
     assert spec.pruner.type is PrunerName.NONE       # why: the comment in the spec
-    assert (spec.num_samples, spec.population_size, spec.max_concurrent, spec.resources.cpu) == (
-        12, 8, 2, 1.0)
+    assert (spec.num_samples, spec.startup_trials, spec.max_concurrent, spec.resources.cpu) == (
+        12, 4, 2, 1.0)
     assert [a.value for a in spec.evaluation.attacks] == ["pgd", "apgd"]   # the worst case
     assert (spec.evaluation.attack, spec.evaluation.eps, spec.evaluation.steps) == (None, 0.25, 10)
     assert spec.fixed_settings()["val_eps"] == spec.evaluation.eps   # pruning sees the same eps

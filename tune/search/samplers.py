@@ -7,7 +7,7 @@ It and ``tpe`` draw their first ``SweepSpec.startup_trials`` at random, then mod
 Example:
     >>> from tune.spec import load_spec
     >>> make_sampler(load_spec("examples/digits-quick.yaml")).__class__.__name__
-    'NSGAIISampler'
+    'GPSampler'
 """
 
 from __future__ import annotations
