@@ -176,11 +176,7 @@ def dominates(a: Point, b: Point, objectives: Sequence[Objective]) -> bool:
 
 def _gain_array(points: Sequence[Point], objs: tuple[Objective, ...]):
     """(n x m array of gains, boolean mask of the valid rows)."""
-    import numpy as np
-
-    gains = np.array([_values(p, objs) for p in points], dtype=float).reshape(len(points),
-                                                                              len(objs))
-    valid = np.isfinite(gains).all(axis=1)
+    gains, valid = _raw_array(points, objs)
     for m, obj in enumerate(objs):
         gains[:, m] = obj.gain(gains[:, m])   # NaN and inf stay non-finite
     return gains, valid

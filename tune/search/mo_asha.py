@@ -187,6 +187,7 @@ class MOASHAPruner(BasePruner):
         self.min_trials_at_rung = min_trials_at_rung
         self.tie_break = as_enum(TieBreak, tie_break, "tie_break")
         self.max_resource = max_resource
+        self._book: RungBook | None = None   # rung records of the last study judged
 
     def rung_steps(self, up_to: int) -> list[int]:
         """Rung steps ``grace * eta**k`` that are <= ``up_to`` (and < ``max_resource``)."""
@@ -232,7 +233,7 @@ class MOASHAPruner(BasePruner):
         return False
 
     def _book_of(self, study: optuna.study.Study) -> RungBook:
-        book = getattr(self, "_book", None)
+        book = getattr(self, "_book", None)   # absent in a pruner pickled before the book
         if book is None or not book.belongs_to(study._storage, study._study_id):
             book = self._book = RungBook(study._storage, study._study_id, len(study.directions))
         return book
