@@ -19,7 +19,7 @@ PIP_PIN  := $(shell sed -n 's/^\# pip==//p' $(LOCK))
 
 install: $(VENV)/.installed
 
-# The lock holds every package of the runtime and the dev extra (torch <= 2.14.1 included);
+# The lock holds every package of the runtime and the dev and server extras (torch <= 2.14.1 included);
 # --no-deps keeps pip from resolving anything anew for the project itself, and pip check
 # fails the install when the lock and pyproject.toml disagree.
 $(VENV)/.installed: pyproject.toml $(LOCK)

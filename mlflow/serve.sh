@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Start the MLflow tracking server that tgo sweeps log to (UI + REST API + artifact proxy).
 #
-#   mlflow/serve.sh [--data-dir DIR] [--host HOST] [--port PORT] [--workers N]
-#                   [--pid-file FILE] [--log-file FILE] [--wait] [--wait-timeout SECONDS]
-#                   [-- EXTRA MLFLOW SERVER OPTIONS...]
+#   mlflow/serve.sh [--data-dir DIR] [--backend-store-uri URI] [--host HOST] [--port PORT]
+#                   [--workers N] [--pid-file FILE] [--log-file FILE] [--wait]
+#                   [--wait-timeout SECONDS] [--check] [-- EXTRA MLFLOW SERVER OPTIONS...]
 #
 # Defaults (each also settable by environment variable):
 #   data dir   MLFLOW_DATA_DIR              <repo>/runs/mlflow-server
 #   backend    MLFLOW_BACKEND_STORE_URI     sqlite:///<data dir>/mlflow.db
+#              (PostgreSQL: postgresql://USER@HOST:PORT/DB, password in PGPASSWORD or PGPASSFILE)
 #   artifacts  MLFLOW_ARTIFACTS_DESTINATION <data dir>/mlartifacts (proxied: --serve-artifacts)
 #   host       MLFLOW_HOST                  127.0.0.1 (loopback only; 0.0.0.0 opens it to all)
 #   port       MLFLOW_PORT                  5000
@@ -21,6 +22,12 @@
 # Prints "MLflow tracking server: http://HOST:PORT (pid N)" and, with --wait, returns only
 # once GET /health answers 200 (exit 1 if the server dies or the wait times out).
 #
+# Before it starts a server on a database that exists (PostgreSQL, or a SQLite file), it
+# connects to it and says what is wrong if it cannot (python -m tune.tracking.backend_store),
+# refuses a URI with a password in it, and runs MLflow's schema migrations (mlflow db
+# upgrade, which also creates the tables of an empty database before the workers start).
+# --check does only that and starts nothing.
+#
 # Artifacts are proxied (--serve-artifacts): new experiments get the artifact root
 # mlflow-artifacts:/ and clients upload and download through this server over HTTP, so a
 # Ray worker on another machine can log pareto.png or a model without sharing a filesystem
@@ -31,7 +38,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(dirname "$here")"
 
-usage() { sed -n '2,28p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,34p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 die() { echo "serve.sh: $*" >&2; exit 2; }
 
 data_dir="${MLFLOW_DATA_DIR:-$repo/runs/mlflow-server}"
@@ -42,12 +49,16 @@ pid_file="${MLFLOW_PID_FILE:-}"
 log_file="${MLFLOW_LOG_FILE:-}"
 wait_timeout="${MLFLOW_WAIT_TIMEOUT_S:-90}"
 do_wait=0
+check_only=0
+backend="${MLFLOW_BACKEND_STORE_URI:-}"
 extra=()
 
 need_value() { [[ $# -ge 2 && -n "$2" ]] || die "$1: expected a value, got nothing"; }
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --data-dir) need_value "$@"; data_dir="$2"; shift 2 ;;
+        --backend-store-uri) need_value "$@"; backend="$2"; shift 2 ;;
+        --check) check_only=1; shift ;;
         --host) need_value "$@"; host="$2"; shift 2 ;;
         --port) need_value "$@"; port="$2"; shift 2 ;;
         --workers) need_value "$@"; workers="$2"; shift 2 ;;
@@ -69,11 +80,35 @@ done
     || die "wait timeout: expected whole seconds >= 1, got '$wait_timeout'"
 [[ -n "$host" ]] || die "host: expected an address such as 127.0.0.1, got ''"
 
+if [[ -x "$repo/.venv/bin/mlflow" ]]; then
+    mlflow_bin="$repo/.venv/bin/mlflow"
+elif command -v mlflow >/dev/null 2>&1; then
+    mlflow_bin="$(command -v mlflow)"
+else
+    die "no mlflow executable: expected $repo/.venv/bin/mlflow or mlflow on PATH (pip install mlflow)"
+fi
+
+# The store: reachable, no password in its URI, schema migrated (a new SQLite file needs
+# nothing). The URI travels in the environment, never as an argument. --check creates nothing.
+store="$backend"
+if [[ -z "$store" && -d "$data_dir" ]]; then store="sqlite:///$(cd "$data_dir" && pwd)/mlflow.db"; fi
+if [[ -z "$store" ]]; then
+    (( check_only )) && echo "new SQLite store in $data_dir: the server creates it"
+elif [[ "$store" != sqlite:* || -e "${store#sqlite:///}" ]] || (( check_only )); then
+    python_bin="$(dirname "$mlflow_bin")/python"
+    [[ -x "$python_bin" ]] || python_bin="$(head -n 1 "$mlflow_bin" | sed 's/^#! *//; s/ .*//')"
+    step=prepare
+    (( check_only )) && step=check
+    MLFLOW_BACKEND_STORE_URI="$store" PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}" \
+        "$python_bin" -m tune.tracking.backend_store "$step" || die "the backend store is not usable (see above)"
+fi
+(( check_only )) && exit 0
+
 mkdir -p "$data_dir"
 data_dir="$(cd "$data_dir" && pwd)"
 pid_file="${pid_file:-$data_dir/mlflow-server.pid}"
 log_file="${log_file:-$data_dir/mlflow-server.log}"
-backend="${MLFLOW_BACKEND_STORE_URI:-sqlite:///$data_dir/mlflow.db}"
+backend="${backend:-sqlite:///$data_dir/mlflow.db}"
 artifacts="${MLFLOW_ARTIFACTS_DESTINATION:-$data_dir/mlartifacts}"
 mkdir -p "$(dirname "$pid_file")" "$(dirname "$log_file")"
 pid_file="$(cd "$(dirname "$pid_file")" && pwd)/$(basename "$pid_file")"
@@ -83,20 +118,13 @@ if [[ "$artifacts" != *://* ]]; then
     artifacts="$(cd "$artifacts" && pwd)"
 fi
 
-if [[ -x "$repo/.venv/bin/mlflow" ]]; then
-    mlflow_bin="$repo/.venv/bin/mlflow"
-elif command -v mlflow >/dev/null 2>&1; then
-    mlflow_bin="$(command -v mlflow)"
-else
-    die "no mlflow executable: expected $repo/.venv/bin/mlflow or mlflow on PATH (pip install mlflow)"
-fi
-
 # The address clients use: a wildcard bind is reached through loopback from here.
 case "$host" in
     0.0.0.0|::|'[::]') probe_host=127.0.0.1 ;;
     *) probe_host="${host#[}"; probe_host="${probe_host%]}" ;;
 esac
 if [[ "$probe_host" == *:* ]]; then url="http://[$probe_host]:$port"; else url="http://$probe_host:$port"; fi
+
 
 if [[ -s "$pid_file" ]]; then
     old="$(cat "$pid_file")"

@@ -54,3 +54,11 @@ def trained(digits):
             opt.step()
     model.zero_grad(set_to_none=True)
     return model.eval()
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A private PostgreSQL (tests/postgres.py), started on first use, stopped by PID at the
+    end; skips where the server binaries are missing (fails with TGO_REQUIRE_POSTGRES=1)."""
+    from postgres import start_private
+    yield from start_private()

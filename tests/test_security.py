@@ -396,18 +396,31 @@ def test_a_submitted_job_carries_no_credential(tmp_path, monkeypatch):
 # ----------------------------------------------------------------------------- a real sweep
 
 
-@pytest.fixture
-def mlflow_server(tmp_path_factory):
-    """A real MLflow server from mlflow/serve.sh, started without --host."""
+@pytest.fixture(params=["sqlite", "postgresql"])
+def mlflow_server(request, tmp_path_factory, monkeypatch):
+    """A real MLflow server from mlflow/serve.sh, started without --host: (url, data dir,
+    pid, {name: secret} of the store, folders of the store to scan). On PostgreSQL the
+    server reads the database password from PGPASSWORD, the variable a sweep must never
+    log, and its URI carries none."""
     from test_mlflow_server import serve, stop
 
     data_dir = tmp_path_factory.mktemp("mlflow-server")
     (port,) = free_ports(1)
-    started = serve(data_dir, port)
+    store_secrets, store_dirs, args = {}, [], []
+    if request.param == "postgresql":
+        pg = request.getfixturevalue("postgres")
+        monkeypatch.setenv("PGPASSWORD", pg.password)
+        monkeypatch.delenv("PGPASSFILE", raising=False)
+        # Its data folder and log; not its folder, which holds the password file.
+        store_secrets, store_dirs = {"postgres password": pg.password}, [pg.data, pg.log]
+        args = ["--backend-store-uri", pg.fresh_database("sec"), "--workers", "2"]
+    started = serve(data_dir, port, *args)
     try:
         assert started.returncode == 0, started.stdout + started.stderr
+        assert not _leaks(started.stdout + started.stderr, store_secrets.values())
+        monkeypatch.delenv("PGPASSWORD", raising=False)   # the sweep gets its own below
         pid = int((data_dir / "mlflow-server.pid").read_text())
-        yield f"http://127.0.0.1:{port}", data_dir, pid
+        yield f"http://127.0.0.1:{port}", data_dir, pid, store_secrets, store_dirs
     finally:
         assert stop(data_dir).returncode == 0
 
@@ -431,12 +444,12 @@ def test_a_real_sweep_logs_no_credential(mlflow_server, tmp_path, monkeypatch):
     import mlflow
     from mlflow import MlflowClient
 
-    url, data_dir, pid = mlflow_server
+    url, data_dir, pid, store_secrets, store_dirs = mlflow_server
     port = int(url.rsplit(":", 1)[1])
     bound = [a for (a, p), _ in listening_addresses({pid}).items() if p == port]
     assert bound and set(bound) <= LOOPBACK, bound  # serve.sh's default host
 
-    values = _secrets(monkeypatch)
+    values = {**_secrets(monkeypatch), **store_secrets}
     spec = tmp_path / "spec.yaml"
     spec.write_text(yaml.safe_dump(_tiny_spec(tmp_path, url)))
     ray_tmp = Path(tempfile.mkdtemp(prefix="tgosec"))  # short: Ray's socket paths live in it
@@ -485,6 +498,9 @@ def test_a_real_sweep_logs_no_credential(mlflow_server, tmp_path, monkeypatch):
                   **_scan_tree(tmp_path / "models", values.values())}
     assert not downloaded, downloaded
     assert not _scan_tree(data_dir, values.values())          # the server's db, files, log
+    for path in store_dirs:                                   # PostgreSQL's data and log
+        assert not (_scan_tree(path, values.values()) if path.is_dir()
+                    else _leaks(path.read_bytes(), values.values())), path
     assert not _scan_tree(tmp_path / "runs", values.values())  # Ray's results and checkpoints
     assert not _leaks(output, values.values())                 # the sweep's own output
     # Ray Tune copies AWS keys into each trial's runtime_env, which Ray logs in clear:

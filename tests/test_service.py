@@ -1,6 +1,6 @@
 """The service end to end, as CI runs it: a real multi-node Ray cluster (head + 2 workers on
-loopback, token auth on), a real `mlflow server`, `tgo submit` of the digits sweep, then
-`tgo pick --register` and loading the registered model.
+loopback, token auth on), a real `mlflow server` (on SQLite, then on PostgreSQL), `tgo submit`
+of the digits sweep, then `tgo pick --register` and loading the registered model.
 
 Marked slow (about 2-5 minutes on 2 cores). Every process it starts is stopped at the end
 by PID (cluster/local_cluster.py stop, mlflow/stop.sh)."""
@@ -37,10 +37,16 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-@pytest.fixture(scope="module")
-def service():
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def service(request):
     """(dashboard URL, token file, MLflow URL) of a fresh cluster + server; both stopped
-    at teardown, and every PID they recorded must be gone."""
+    at teardown, and every PID they recorded must be gone. The server's store is SQLite
+    (1 worker) or a database of the private PostgreSQL (4 workers, password in PGPASSFILE)."""
+    server_env, server_args = dict(os.environ), []
+    if request.param == "postgresql":
+        pg = request.getfixturevalue("postgres")
+        server_env["PGPASSFILE"] = str(pg.passfile)
+        server_args = ["--backend-store-uri", pg.fresh_database("svc"), "--workers", 4]
     # Ray's socket paths must stay under 107 bytes: a short folder, not pytest's tmp_path.
     root = Path(tempfile.mkdtemp(prefix="tgosvc"))
     cluster_dir, mlflow_dir = root / "rc", root / "mlflow"
@@ -54,7 +60,7 @@ def service():
         state = json.loads((cluster_dir / "cluster.json").read_text())
         pids += [n["pid"] for n in state["nodes"]] + [r["pid"] for r in state.get("pids", [])]
         served = _run(["bash", SERVE, "--data-dir", mlflow_dir, "--port", mlflow_port, "--wait",
-                       "--wait-timeout", 120], timeout=200)
+                       "--wait-timeout", 180, *server_args], timeout=260, env=server_env)
         assert served.returncode == 0, served.stdout + served.stderr
         pids.append(int((mlflow_dir / "mlflow-server.pid").read_text()))
         yield (f"http://127.0.0.1:{dashboard}", cluster_dir / "auth_token",
