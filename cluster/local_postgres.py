@@ -144,13 +144,14 @@ def start(directory: Path, port: int, *, password_file: Path | None = None,
         password = passfile.read_text().strip().rsplit(":", 1)[1]
     else:
         password = secrets.token_urlsafe(24)
-    fd = os.open(passfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:   # host:port:database:user:password, read by libpq
+    with os.fdopen(os.open(passfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+        # host:port:database:user:password, read by libpq
         f.write(f"{HOST}:*:*:{USER}:{password}\n")
     if not (data / "PG_VERSION").exists():
         data.mkdir(mode=0o700, exist_ok=True)
         pw = directory / "initdb.pw"
-        pw.write_text(password + "\n")
+        with os.fdopen(os.open(pw, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+            f.write(password + "\n")
         if as_user:
             os.chown(data, pwd.getpwnam(os_user).pw_uid, as_user["group"])
             os.chown(pw, pwd.getpwnam(os_user).pw_uid, as_user["group"])
