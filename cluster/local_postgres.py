@@ -156,6 +156,9 @@ def start(directory: Path, port: int, *, password_file: Path | None = None,
             os.chown(data, pwd.getpwnam(os_user).pw_uid, as_user["group"])
             os.chown(pw, pwd.getpwnam(os_user).pw_uid, as_user["group"])
         try:
+            if as_user and not all(os.stat(d).st_mode & 0o001 for d in directory.parents):
+                raise PostgresError(f"user {os_user} cannot reach {directory}: every folder "
+                                    "above it must be searchable by others (chmod o+x)")
             _run([bins / "initdb", "-D", data, "-U", USER, "--pwfile", pw, "-E", "UTF8",
                   "--auth-host", "scram-sha-256", "--auth-local", "scram-sha-256"], as_user,
                  timeout=300)

@@ -1,7 +1,7 @@
 """Four sweeps at once on one local multi-node Ray cluster, all logging to one `mlflow server`
 that is restarted while they run: on SQLite (1 worker) and on PostgreSQL (4 workers).
 
-Runs ``benchmarks/concurrent.py`` (which holds the rig and the checks) at a small size: every
+Runs ``benchmarks/concurrent_sweeps.py`` (which holds the rig and the checks) at a small size: every
 child run, its per-epoch metric history, the ``pareto`` tags, the parent's ``pareto.json`` and
 a registered model checked against Ray's own results. The restart must have been seen by the
 drivers (their journals replayed ops), so the test shows the journal holding for several
@@ -14,7 +14,7 @@ from scripts import load_script
 
 pytestmark = pytest.mark.slow
 
-concurrent = load_script("benchmarks/concurrent.py", "concurrent_bench")
+bench = load_script("benchmarks/concurrent_sweeps.py", "concurrent_sweeps")
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
@@ -22,9 +22,9 @@ def test_four_sweeps_at_once_through_a_server_restart_lose_nothing(backend):
     if backend == "postgresql":
         from postgres import binaries_or_skip
         binaries_or_skip()
-    report = concurrent.run_backend(backend, sweeps=4, trials=3, epochs=2, restart_after=2,
+    report = bench.run_backend(backend, sweeps=4, trials=3, epochs=2, restart_after=2,
                                     down_s=3.0)
-    print(concurrent.summary(report))
+    print(bench.summary(report))
     assert report["problems"] == []
     sweeps = report["sweeps"].values()
     assert all(s["returncode"] == 0 for s in sweeps)

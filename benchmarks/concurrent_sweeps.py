@@ -2,7 +2,7 @@
 one `mlflow server`, which is restarted in the middle; what each backend costs, what is lost.
 
 Usage:
-    bash .ci/loopback .venv/bin/python benchmarks/concurrent.py [--backend both]
+    bash .ci/loopback .venv/bin/python benchmarks/concurrent_sweeps.py [--backend both]
         [--sweeps 4] [--trials 4] [--epochs 3] [--out FILE]
 
 For each backend (``sqlite``: the default store, 1 uvicorn worker; ``postgresql``: a private
@@ -132,7 +132,6 @@ def write_spec(folder: Path, name: str, url: str, trials: int, epochs: int) -> P
         "train": {"batch_size": 128, "val_subset": 64, "val_steps": 1, "val_eot_samples": 1},
         "space": {"margin_weight": {"type": "uniform", "low": 0.0, "high": 1.0},
                   "noise_scale": {"type": "uniform", "low": 0.0, "high": 0.3},
-                  "eps_train": {"type": "uniform", "low": 0.0, "high": 0.3},
                   "timesteps": {"type": "choice", "values": [1]}},
         "objectives": {"clean_acc": "max", "robust_acc": "max"},
         "sampler": {"type": "random", "seed": zlib.crc32(name.encode()) % 1000},
@@ -312,6 +311,7 @@ def server_errors(rig: Rig) -> int:
 def run_backend(backend: str, sweeps: int, trials: int, epochs: int, restart_after: int,
                 down_s: float, register: bool = True) -> dict:
     root = Path(tempfile.mkdtemp(prefix=f"tgoc{backend[:2]}"))
+    root.chmod(0o711)   # PostgreSQL runs as user postgres under root: it must reach root/pg
     rig = Rig(backend, root)
     try:
         rig.start()
