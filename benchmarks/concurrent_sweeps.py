@@ -295,8 +295,11 @@ def check_registered(rig: Rig, folder: Path, name: str) -> list[str]:
     run = client.get_run(version.run_id)
     problems = [] if run.data.tags.get("pareto") == "true" else \
         [f"{name}: the registered model's run is not on the front"]
-    mlflow.set_tracking_uri(rig.url)
-    model = mlflow.pytorch.load_model(f"models:/{name}@deploy")
+    # For this call only: a global set_tracking_uri would outlive it (tests run in-process).
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
+    with _use_tracking_uri(rig.url):
+        model = mlflow.pytorch.load_model(f"models:/{name}@deploy")
     if tuple(model(torch.rand(2, 1, 8, 8)).shape) != (2, 10):
         problems.append(f"{name}: the registered model does not run")
     return problems
