@@ -182,7 +182,8 @@ def run_sweeps(rig: Rig, folder: Path, n: int, trials: int, epochs: int, restart
     client, restarted = MlflowClient(rig.url), None
     deadline = time.monotonic() + 1800
     while any(p.poll() is None for p in procs.values()) and time.monotonic() < deadline:
-        if restarted is None and _logged_epochs(client, names) >= restart_after:
+        if restart_after and restarted is None and \
+                _logged_epochs(client, names) >= restart_after:
             rig.stop_server()
             restarted = time.perf_counter() - start
             time.sleep(down_s)
@@ -321,7 +322,7 @@ def run_backend(backend: str, sweeps: int, trials: int, epochs: int, restart_aft
         report = run_sweeps(rig, root, sweeps, trials, epochs, restart_after, down_s)
         problems = [f"{n}: driver exited {s['returncode']}: {s['tail']}"
                     for n, s in report["sweeps"].items() if s["returncode"] != 0]
-        if report["restart_at_s"] is None:
+        if restart_after and report["restart_at_s"] is None:
             problems.append("the server was never restarted: the sweeps ended first")
         for name in report["sweeps"]:
             problems += check_sweep(rig, root, name, trials, epochs)
@@ -338,8 +339,10 @@ def summary(report: dict) -> str:
     s = report["sweeps"].values()
     ms = [x["ms_per_trial"] for x in s if x["ms_per_trial"] is not None]
     lines = [f"{report['backend']} ({report['workers']} worker(s)): {len(s)} sweeps in "
-             f"{report['wall_s']:.0f} s; server restarted at {report['restart_at_s'] or 0:.0f} s "
-             f"(back in {report['server_restart_s'] or 0:.0f} s)",
+             f"{report['wall_s']:.0f} s; " + (
+                 f"server restarted at {report['restart_at_s']:.0f} s (back in "
+                 f"{report['server_restart_s']:.0f} s)" if report["restart_at_s"] is not None
+                 else "no restart"),
              f"  MLflow ms per logged trial (per driver): {ms}",
              f"  outages seen {sum(x['outages_seen'] for x in s)}, recovered "
              f"{sum(x['recovered'] for x in s)}, journal ops replayed "
@@ -358,7 +361,8 @@ def main() -> int:
     parser.add_argument("--trials", type=int, default=4, help="trials per sweep")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--restart-after", type=int, default=4,
-                        help="restart the server once this many child runs logged an epoch")
+                        help="restart the server once this many child runs logged an epoch "
+                             "(0: no restart, for the cost of logging alone)")
     parser.add_argument("--down-s", type=float, default=5.0)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
