@@ -90,11 +90,11 @@ def _as_server_user(os_user: str) -> dict:
     if os.geteuid() != 0:
         return {}
     try:
-        pwd.getpwnam(os_user)
+        entry = pwd.getpwnam(os_user)
     except KeyError:
         raise PostgresError(f"PostgreSQL does not run as root, and there is no user "
                             f"{os_user!r} to run it as: create one or pass --os-user") from None
-    return {"user": os_user, "group": pwd.getpwnam(os_user).pw_gid, "extra_groups": []}
+    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
 
 
 def _run(cmd: list, as_user: dict, **kw) -> None:
@@ -153,8 +153,8 @@ def start(directory: Path, port: int, *, password_file: Path | None = None,
         with os.fdopen(os.open(pw, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
             f.write(password + "\n")
         if as_user:
-            os.chown(data, pwd.getpwnam(os_user).pw_uid, as_user["group"])
-            os.chown(pw, pwd.getpwnam(os_user).pw_uid, as_user["group"])
+            os.chown(data, as_user["user"], as_user["group"])
+            os.chown(pw, as_user["user"], as_user["group"])
         try:
             if as_user and not all(os.stat(d).st_mode & 0o001 for d in directory.parents):
                 raise PostgresError(f"user {os_user} cannot reach {directory}: every folder "
@@ -169,7 +169,7 @@ def start(directory: Path, port: int, *, password_file: Path | None = None,
     sockets.mkdir(mode=0o700, exist_ok=True)
     if as_user:
         for path in (log, sockets):
-            os.chown(path, pwd.getpwnam(os_user).pw_uid, as_user["group"])
+            os.chown(path, as_user["user"], as_user["group"])
     with open(log, "a") as out:
         proc = subprocess.Popen([str(bins / "postgres"), "-D", str(data), "-p", str(port),
                                  "-h", HOST, "-k", str(sockets), "-c", "max_connections=200"],
